@@ -1,0 +1,254 @@
+"""The network: a static description, immutable parameters and the forward pass.
+
+A :class:`Network` says what the network is (layer sizes, activations, bias layout,
+which parameters train). It is hashable, so it can be a static argument of ``jax.jit``.
+The parameters live apart from it, as a tuple with one :class:`Dense` record per layer.
+
+Weights are stored the way the classic derivation writes them: one row per neuron,
+holding the weights into that neuron, so layer ``l`` computes
+``net = x @ w.T + b`` with ``w`` of shape ``(n_out, n_in)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jbp.activations import ACTIVATIONS, get_activation
+from jbp.errors import ValidationError
+from jbp.validation import check_params
+
+Array = jax.Array
+
+
+class Dense(NamedTuple):
+    """One layer's parameters: weights ``w`` of shape ``(n_out, n_in)`` and bias ``b``.
+
+    ``b`` has shape ``(n_out,)``, or shape ``()`` when one bias is shared by every
+    neuron of the layer.
+    """
+
+    w: Array
+    b: Array
+
+
+Params = tuple[Dense, ...]
+
+
+class Trace(NamedTuple):
+    """Every layer's input, net input and output from one forward pass.
+
+    ``inputs[l]`` is what layer ``l`` receives, ``nets[l]`` its net input and
+    ``outs[l]`` its output, so ``inputs[l + 1] is outs[l]``.
+    """
+
+    inputs: tuple[Array, ...]
+    nets: tuple[Array, ...]
+    outs: tuple[Array, ...]
+
+
+def _per_layer(
+    value: bool | tuple[bool, ...], count: int, name: str
+) -> tuple[bool, ...]:
+    if isinstance(value, bool):
+        return (value,) * count
+    value = tuple(value)
+    if len(value) != count or not all(isinstance(v, bool) for v in value):
+        raise ValidationError(
+            f"{name} must be one bool or {count} bools (one per layer), got {value!r}"
+        )
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """A static, hashable description of a multi-layer perceptron.
+
+    Args:
+        sizes: the width of every layer, inputs first: ``(2, 2, 2)`` is the classic
+            2-2-2 network.
+        activations: one activation name per layer after the inputs.
+        shared_bias: whether each layer has one bias shared by all its neurons
+            (as in the classic example) rather than one bias per neuron. One bool
+            for every layer, or one per layer.
+        train_weights: whether the weights of each layer are trained.
+        train_biases: whether the biases of each layer are trained.
+
+    Raises:
+        ValueError: on an empty network, a size that is not a positive integer, an
+            unknown activation, a softmax before the output layer, or per-layer flags
+            of the wrong length.
+    """
+
+    sizes: tuple[int, ...]
+    activations: tuple[str, ...]
+    shared_bias: bool | tuple[bool, ...] = False
+    train_weights: bool | tuple[bool, ...] = True
+    train_biases: bool | tuple[bool, ...] = True
+
+    def __post_init__(self) -> None:
+        sizes = tuple(self.sizes)
+        activations = (
+            (self.activations,)
+            if isinstance(self.activations, str)
+            else tuple(self.activations)
+        )
+        if len(sizes) < 2:
+            raise ValidationError(
+                "a network needs an input size and at least one layer, "
+                f"got sizes={sizes!r}; for example sizes=(2, 2, 2)"
+            )
+        for i, size in enumerate(sizes):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValidationError(
+                    f"sizes[{i}] must be a positive integer, got {size!r}"
+                )
+        layers = len(sizes) - 1
+        if len(activations) != layers:
+            raise ValidationError(
+                f"activations needs one name per layer ({layers}), "
+                f"got {len(activations)}: {activations!r}"
+            )
+        for i, name in enumerate(activations):
+            if name not in ACTIVATIONS:
+                known = ", ".join(ACTIVATIONS)
+                raise ValidationError(
+                    f"unknown activation {name!r} for layer {i}; "
+                    f"expected one of: {known}"
+                )
+            if name == "softmax" and i != layers - 1:
+                raise ValidationError(
+                    f"softmax is only supported on the output layer, got it on "
+                    f"layer {i} of {layers}"
+                )
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "activations", activations)
+        for field in ("shared_bias", "train_weights", "train_biases"):
+            value = _per_layer(getattr(self, field), layers, field)
+            object.__setattr__(self, field, value)
+
+    @property
+    def num_layers(self) -> int:
+        """The number of layers with parameters (the input layer does not count)."""
+        return len(self.sizes) - 1
+
+    @property
+    def in_size(self) -> int:
+        """The number of input features."""
+        return self.sizes[0]
+
+    @property
+    def out_size(self) -> int:
+        """The number of output neurons."""
+        return self.sizes[-1]
+
+    def weight_shape(self, layer: int) -> tuple[int, int]:
+        """The shape ``(n_out, n_in)`` of layer ``layer``'s weights."""
+        return (self.sizes[layer + 1], self.sizes[layer])
+
+    def bias_shape(self, layer: int) -> tuple[int, ...]:
+        """The shape of layer ``layer``'s bias: ``()`` if shared, else ``(n_out,)``."""
+        return () if self.shared_bias[layer] else (self.sizes[layer + 1],)
+
+    def trainable_mask(self) -> Params:
+        """A tree of bools shaped like the parameters: True where a leaf trains."""
+        return tuple(
+            Dense(w=self.train_weights[i], b=self.train_biases[i])
+            for i in range(self.num_layers)
+        )
+
+
+def default_initializer(activation: str) -> jax.nn.initializers.Initializer:
+    """The initialiser that keeps activations' variance steady for ``activation``.
+
+    He (Kaiming) normal for ReLU and GELU, Glorot (Xavier) normal for sigmoid and
+    tanh, LeCun normal for identity and softmax outputs.
+    """
+    # Weights are stored (n_out, n_in), so fan-in is the last axis.
+    axes = {"in_axis": -1, "out_axis": -2}
+    if activation in ("relu", "gelu"):
+        return jax.nn.initializers.he_normal(**axes)
+    if activation in ("sigmoid", "tanh"):
+        return jax.nn.initializers.glorot_normal(**axes)
+    return jax.nn.initializers.lecun_normal(**axes)
+
+
+def init_params(
+    network: Network,
+    key: Array,
+    dtype: jnp.dtype = jnp.float32,
+    initializer: jax.nn.initializers.Initializer | None = None,
+) -> Params:
+    """Draw random weights and zero biases for ``network``.
+
+    Args:
+        network: the network to initialise.
+        key: a JAX PRNG key.
+        dtype: the floating dtype of every parameter.
+        initializer: one ``jax.nn.initializers`` initialiser for every layer. By
+            default each layer gets :func:`default_initializer` of its activation.
+
+    Returns:
+        One :class:`Dense` record per layer.
+    """
+    keys = jax.random.split(key, network.num_layers)
+    params = []
+    for i, layer_key in enumerate(keys):
+        init = initializer or default_initializer(network.activations[i])
+        w = init(layer_key, network.weight_shape(i), dtype)
+        b = jnp.zeros(network.bias_shape(i), dtype)
+        params.append(Dense(w=w, b=b))
+    return tuple(params)
+
+
+def params_from_lists(
+    network: Network, weights: list, biases: list, dtype: jnp.dtype = jnp.float32
+) -> Params:
+    """Build parameters from nested lists, one weight row per neuron.
+
+    Args:
+        network: the network the parameters belong to.
+        weights: per layer, a list of rows; row ``j`` holds the weights into neuron j.
+        biases: per layer, one number (a shared bias) or one number per neuron.
+        dtype: the floating dtype of every parameter.
+
+    Returns:
+        One :class:`Dense` record per layer, checked against ``network``.
+    """
+    params = tuple(
+        Dense(w=jnp.asarray(w, dtype), b=jnp.asarray(b, dtype))
+        for w, b in zip(weights, biases, strict=True)
+    )
+    check_params(network, params)
+    return params
+
+
+def forward_trace(network: Network, params: Params, x: Array) -> Trace:
+    """Run the forward pass and keep every layer's net input and output.
+
+    Args:
+        network: the network description.
+        params: one :class:`Dense` record per layer.
+        x: inputs of shape ``(..., n_in)``; leading axes are batch axes.
+
+    Returns:
+        A :class:`Trace` of every layer's input, net input and output.
+    """
+    inputs, nets, outs = [], [], []
+    h = x
+    for name, layer in zip(network.activations, params, strict=True):
+        net = h @ layer.w.T + layer.b
+        out = get_activation(name).forward(net)
+        inputs.append(h)
+        nets.append(net)
+        outs.append(out)
+        h = out
+    return Trace(tuple(inputs), tuple(nets), tuple(outs))
+
+
+def forward(network: Network, params: Params, x: Array) -> Array:
+    """Map inputs ``x`` of shape ``(..., n_in)`` to outputs ``(..., n_out)``."""
+    return forward_trace(network, params, x).outs[-1]
