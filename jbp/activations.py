@@ -102,11 +102,11 @@ def get_activation(name: str) -> Activation:
     """Look up an activation by name.
 
     Raises:
-        ValueError: if the name is unknown; the message lists the known names.
+        ValidationError: if the name is unknown; the message lists the known names.
     """
     try:
         return ACTIVATIONS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         known = ", ".join(ACTIVATIONS)
         raise ValidationError(
             f"unknown activation {name!r}; expected one of: {known}"

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jbp.activations import get_activation
 from jbp.losses import get_loss, mean_loss
 from jbp.network import Dense, Network, Params, Trace, forward_trace
+from jbp.validation import check_loss_fits, check_targets
 
 Array = jax.Array
 
@@ -51,8 +52,11 @@ def loss_value(
     For the classic network and ``loss="half_sse"`` this is
     ``E = sum_k 1/2 (t_k - out_k)^2``, averaged over the examples of a batch.
     """
+    spec = get_loss(loss)
+    check_loss_fits(network, spec)
     trace = forward_trace(network, params, x)
-    return mean_loss(get_loss(loss), trace.nets[-1], trace.outs[-1], t)
+    t = check_targets(network, spec, t, tuple(trace.outs[-1].shape[:-1]))
+    return mean_loss(spec, trace.nets[-1], trace.outs[-1], t)
 
 
 def autodiff_grad(
@@ -85,8 +89,10 @@ def backpropagate(
     Returns:
         The gradients, every layer's delta and the forward trace.
     """
-    trace = forward_trace(network, params, x)
     spec = get_loss(loss)
+    check_loss_fits(network, spec)
+    trace = forward_trace(network, params, x)
+    t = check_targets(network, spec, t, tuple(trace.outs[-1].shape[:-1]))
     top = network.num_layers - 1
     examples = max(1, jnp.size(trace.outs[-1]) // network.out_size)
 

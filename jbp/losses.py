@@ -2,8 +2,8 @@
 
 Every loss is computed per example and averaged over the batch, so a batch of one
 example gives the classic per-example error. The cross-entropy losses read the last
-layer's net input as logits and use optax's stable log-softmax and log-sigmoid forms,
-so they stay finite for logits of any size.
+layer's net input as logits and use stable log-softmax and log-sigmoid forms, so they
+stay finite for finite logits of any size, and a logit of -inf marks an excluded class.
 """
 
 from __future__ import annotations
@@ -71,18 +71,27 @@ def _cross_entropy(net: Array, out: Array, t: Array) -> Array:
     del out
     if jnp.issubdtype(t.dtype, jnp.integer):
         return optax.softmax_cross_entropy_with_integer_labels(net, t)
-    return optax.softmax_cross_entropy(net, t)
+    # The safe form drops 0 * log(0) terms, so a logit of -inf marks an excluded
+    # class instead of turning the loss into NaN.
+    return optax.safe_softmax_cross_entropy(net, t)
 
 
 def _cross_entropy_delta(net: Array, out: Array, t: Array, act: Activation) -> Array:
+    # d/dnet of -sum_k t_k log softmax(net)_k is softmax(net) * sum_k t_k - t, which
+    # is the familiar softmax(net) - t when the target row sums to 1.
     del out, act
     probabilities = jax.nn.softmax(net, axis=-1)
-    return probabilities - _as_distribution(t, net.shape[-1], net.dtype)
+    t = _as_distribution(t, net.shape[-1], net.dtype)
+    return probabilities * jnp.sum(t, axis=-1, keepdims=True) - t
 
 
 def _binary_cross_entropy(net: Array, out: Array, t: Array) -> Array:
+    # optax.sigmoid_binary_cross_entropy (0.2.8) computes 0 * log(0) = NaN for an
+    # infinite logit, so the terms whose weight is zero are dropped explicitly.
     del out
-    return jnp.sum(optax.sigmoid_binary_cross_entropy(net, t), axis=-1)
+    positive = jnp.where(t > 0, t * jax.nn.log_sigmoid(net), 0.0)
+    negative = jnp.where(t < 1, (1 - t) * jax.nn.log_sigmoid(-net), 0.0)
+    return -jnp.sum(positive + negative, axis=-1)
 
 
 def _binary_cross_entropy_delta(
@@ -121,11 +130,11 @@ def get_loss(name: str) -> Loss:
     """Look up a loss by name.
 
     Raises:
-        ValueError: if the name is unknown; the message lists the known names.
+        ValidationError: if the name is unknown; the message lists the known names.
     """
     try:
         return LOSSES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         known = ", ".join(LOSSES)
         raise ValidationError(
             f"unknown loss {name!r}; expected one of: {known}"

@@ -12,14 +12,22 @@ holding the weights into that neuron, so layer ``l`` computes
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+import operator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jbp.activations import ACTIVATIONS, get_activation
 from jbp.errors import ValidationError
-from jbp.validation import check_params
+from jbp.validation import (
+    as_float_array,
+    check_float_dtype,
+    check_inputs,
+    check_key,
+    check_params,
+)
 
 Array = jax.Array
 
@@ -50,17 +58,62 @@ class Trace(NamedTuple):
     outs: tuple[Array, ...]
 
 
-def _per_layer(
-    value: bool | tuple[bool, ...], count: int, name: str
-) -> tuple[bool, ...]:
-    if isinstance(value, bool):
-        return (value,) * count
-    value = tuple(value)
-    if len(value) != count or not all(isinstance(v, bool) for v in value):
+def _per_layer(value: Any, count: int, name: str) -> tuple[bool, ...]:
+    if isinstance(value, (bool, np.bool_)):
+        return (bool(value),) * count
+    flags = value if isinstance(value, (tuple, list)) else ()
+    if len(flags) == count and all(isinstance(v, (bool, np.bool_)) for v in flags):
+        return tuple(bool(v) for v in flags)
+    raise ValidationError(
+        f"{name} must be one bool or {count} bools (one per layer), got {value!r}"
+    )
+
+
+def _sizes(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)):
         raise ValidationError(
-            f"{name} must be one bool or {count} bools (one per layer), got {value!r}"
+            f"sizes must be a tuple of layer widths such as (2, 2, 2), got {value!r}"
         )
-    return value
+    sizes = []
+    for i, size in enumerate(value):
+        try:
+            if isinstance(size, (bool, np.bool_)):
+                raise TypeError
+            size = operator.index(size)
+        except TypeError:
+            raise ValidationError(
+                f"sizes[{i}] must be a positive integer, got {size!r}"
+            ) from None
+        if size < 1:
+            raise ValidationError(f"sizes[{i}] must be a positive integer, got {size}")
+        sizes.append(size)
+    if len(sizes) < 2:
+        raise ValidationError(
+            "a network needs an input size and at least one layer, "
+            f"got sizes={tuple(sizes)!r}; for example sizes=(2, 2, 2)"
+        )
+    return tuple(sizes)
+
+
+def _activations(value: Any, layers: int) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, (tuple, list)) or len(names) != layers:
+        raise ValidationError(
+            f"activations needs one name per layer ({layers}), got {value!r}"
+        )
+    known = ", ".join(ACTIVATIONS)
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or name not in ACTIVATIONS:
+            raise ValidationError(
+                f"unknown activation {name!r} for layer {i + 1}; expected one of: "
+                f"{known}"
+            )
+        if name == "softmax" and i != layers - 1:
+            raise ValidationError(
+                f"softmax is only supported on the output layer (layer {layers}), "
+                f"got it on layer {i + 1}"
+            )
+    return tuple(names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +130,10 @@ class Network:
         train_weights: whether the weights of each layer are trained.
         train_biases: whether the biases of each layer are trained.
 
+    Layers are numbered from 1 (the first layer after the inputs) in messages.
+
     Raises:
-        ValueError: on an empty network, a size that is not a positive integer, an
+        ValidationError: on an empty network, a size that is not a positive integer, an
             unknown activation, a softmax before the output layer, or per-layer flags
             of the wrong length.
     """
@@ -90,40 +145,9 @@ class Network:
     train_biases: bool | tuple[bool, ...] = True
 
     def __post_init__(self) -> None:
-        sizes = tuple(self.sizes)
-        activations = (
-            (self.activations,)
-            if isinstance(self.activations, str)
-            else tuple(self.activations)
-        )
-        if len(sizes) < 2:
-            raise ValidationError(
-                "a network needs an input size and at least one layer, "
-                f"got sizes={sizes!r}; for example sizes=(2, 2, 2)"
-            )
-        for i, size in enumerate(sizes):
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ValidationError(
-                    f"sizes[{i}] must be a positive integer, got {size!r}"
-                )
+        sizes = _sizes(self.sizes)
         layers = len(sizes) - 1
-        if len(activations) != layers:
-            raise ValidationError(
-                f"activations needs one name per layer ({layers}), "
-                f"got {len(activations)}: {activations!r}"
-            )
-        for i, name in enumerate(activations):
-            if name not in ACTIVATIONS:
-                known = ", ".join(ACTIVATIONS)
-                raise ValidationError(
-                    f"unknown activation {name!r} for layer {i}; "
-                    f"expected one of: {known}"
-                )
-            if name == "softmax" and i != layers - 1:
-                raise ValidationError(
-                    f"softmax is only supported on the output layer, got it on "
-                    f"layer {i} of {layers}"
-                )
+        activations = _activations(self.activations, layers)
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", activations)
         for field in ("shared_bias", "train_weights", "train_biases"):
@@ -194,7 +218,8 @@ def init_params(
     Returns:
         One :class:`Dense` record per layer.
     """
-    keys = jax.random.split(key, network.num_layers)
+    dtype = check_float_dtype(dtype)
+    keys = jax.random.split(check_key(key), network.num_layers)
     params = []
     for i, layer_key in enumerate(keys):
         init = initializer or default_initializer(network.activations[i])
@@ -218,9 +243,18 @@ def params_from_lists(
     Returns:
         One :class:`Dense` record per layer, checked against ``network``.
     """
+    dtype = check_float_dtype(dtype)
+    if len(weights) != network.num_layers or len(biases) != network.num_layers:
+        raise ValidationError(
+            f"weights and biases need one entry per layer ({network.num_layers}), "
+            f"got {len(weights)} and {len(biases)}"
+        )
     params = tuple(
-        Dense(w=jnp.asarray(w, dtype), b=jnp.asarray(b, dtype))
-        for w, b in zip(weights, biases, strict=True)
+        Dense(
+            w=as_float_array(f"weights[{i}]", w, dtype),
+            b=as_float_array(f"biases[{i}]", b, dtype),
+        )
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True))
     )
     check_params(network, params)
     return params
@@ -237,6 +271,8 @@ def forward_trace(network: Network, params: Params, x: Array) -> Trace:
     Returns:
         A :class:`Trace` of every layer's input, net input and output.
     """
+    check_params(network, params)
+    x = check_inputs(network, x)
     inputs, nets, outs = [], [], []
     h = x
     for name, layer in zip(network.activations, params, strict=True):

@@ -31,6 +31,7 @@ from jbp.network import Dense, Network, Params
 from jbp.validation import (
     check_inputs,
     check_loss_fits,
+    check_optimizer,
     check_params,
     check_steps,
     check_targets,
@@ -46,15 +47,20 @@ class TrainResult(NamedTuple):
     """What :func:`train` returns.
 
     Attributes:
-        params: the parameters after the last step.
-        opt_state: the optimiser state after the last step, to continue training.
+        params: the parameters after the last step, or the last finite ones if
+            training diverged.
+        opt_state: the optimiser state that goes with ``params``.
         losses: the loss of every step, measured in that step's forward pass, before
             its update: ``losses[0]`` is the loss of the initial parameters.
+        diverged_at: the first step whose loss or updated parameters were not
+            finite, or -1 if every step stayed finite. From that step on, no update
+            is applied.
     """
 
     params: Params
     opt_state: optax.OptState
     losses: Array
+    diverged_at: Array
 
 
 def with_frozen(
@@ -143,21 +149,41 @@ def make_step(
     return step
 
 
+def all_finite(value: Array, tree: Any) -> Array:
+    """Whether ``value`` and every leaf of ``tree`` hold only finite numbers."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack([jnp.isfinite(value), *leaves]))
+
+
 @functools.partial(
-    jax.jit, static_argnames=("network", "optimizer", "loss", "rule", "steps")
+    jax.jit,
+    static_argnames=("network", "optimizer", "loss", "rule", "steps", "watch_finite"),
 )
-def _train_scan(network, optimizer, loss, rule, steps, params, opt_state, x, t):
+def _train_scan(
+    network, optimizer, loss, rule, steps, watch_finite, params, opt_state, x, t
+):
     step = make_step(network, with_frozen(network, optimizer), loss, rule)
 
-    def body(carry, _):
-        params, opt_state = carry
-        params, opt_state, value = step(params, opt_state, x, t)
-        return (params, opt_state), value
+    def body(carry, index):
+        params, opt_state, diverged_at = carry
+        new_params, new_opt_state, value = step(params, opt_state, x, t)
+        if not watch_finite:
+            return (new_params, new_opt_state, diverged_at), value
 
-    (params, opt_state), losses = jax.lax.scan(
-        body, (params, opt_state), None, length=steps
+        # Keep the last finite state once anything stops being finite.
+        healthy = (diverged_at < 0) & all_finite(value, new_params)
+        keep = functools.partial(jnp.where, healthy)
+        params = jax.tree.map(keep, new_params, params)
+        opt_state = jax.tree.map(keep, new_opt_state, opt_state)
+        first = (diverged_at < 0) & ~healthy
+        diverged_at = jnp.where(first, index, diverged_at)
+        return (params, opt_state, diverged_at), value
+
+    start = (params, opt_state, jnp.int32(-1))
+    (params, opt_state, diverged_at), losses = jax.lax.scan(
+        body, start, jnp.arange(steps, dtype=jnp.int32)
     )
-    return TrainResult(params, opt_state, losses)
+    return TrainResult(params, opt_state, losses, diverged_at)
 
 
 def train(
@@ -171,6 +197,7 @@ def train(
     loss: str = "half_sse",
     rule: str = "gradient",
     opt_state: optax.OptState | None = None,
+    watch_finite: bool = True,
 ) -> TrainResult:
     """Train on one fixed batch for ``steps`` steps in a compiled ``lax.scan``.
 
@@ -188,6 +215,9 @@ def train(
         rule: ``"gradient"`` or ``"layerwise"`` (see the module docstring).
         opt_state: the state to continue from; by default a fresh
             :func:`init_opt_state`.
+        watch_finite: carry a flag through the loop that stops applying updates
+            at the first step whose loss or parameters are not finite (see
+            ``TrainResult.diverged_at``). Turn it off only to measure its cost.
 
     Returns:
         The final parameters, optimiser state and per-step loss history.
@@ -206,6 +236,7 @@ def train(
         True
     """
     check_rule(rule)
+    check_optimizer(optimizer)
     steps = check_steps(steps)
     spec = get_loss(loss)
     check_loss_fits(network, spec)
@@ -216,6 +247,24 @@ def train(
     if jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(dtype)
     params = tuple(Dense(jnp.asarray(p.w), jnp.asarray(p.b)) for p in params)
+    fresh = init_opt_state(network, optimizer, params)
     if opt_state is None:
-        opt_state = init_opt_state(network, optimizer, params)
-    return _train_scan(network, optimizer, loss, rule, steps, params, opt_state, x, t)
+        opt_state = fresh
+    elif jax.tree.structure(opt_state) != jax.tree.structure(fresh):
+        raise ValidationError(
+            "opt_state does not match the optimizer: pass the state returned by "
+            "init_opt_state(network, optimizer, params) or by the previous train call "
+            "with the same optimizer"
+        )
+    return _train_scan(
+        network,
+        optimizer,
+        loss,
+        rule,
+        steps,
+        bool(watch_finite),
+        params,
+        opt_state,
+        x,
+        t,
+    )

@@ -2,7 +2,8 @@
 
 Shapes and dtypes are static under ``jax.jit``, so they are checked even while
 tracing. Checks on values (finiteness, label range) need concrete arrays and are
-skipped for tracers; the compiled training loop watches finiteness itself.
+skipped for tracers; inside the compiled loop, :func:`jbp.train` watches whether the
+loss and the parameters stay finite.
 Every check raises :class:`~jbp.errors.ValidationError` naming the argument, the
 expected value and the actual one.
 """
@@ -10,17 +11,33 @@ expected value and the actual one.
 from __future__ import annotations
 
 import math
+import operator
 from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jbp.errors import ValidationError
 
 if TYPE_CHECKING:
     from jbp.losses import Loss
     from jbp.network import Network, Params
+
+
+MAX_STEPS = 100_000_000
+"""The most steps one call trains: the loss history keeps one number per step."""
+
+
+def whole_number(value: Any, name: str) -> int:
+    """Return ``value`` as an int if it is a whole number (Python, NumPy or JAX)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise ValidationError(f"{name} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise ValidationError(f"{name} must be a whole number, got {value!r}") from None
 
 
 def describe(network: Network) -> str:
@@ -32,8 +49,12 @@ def _is_concrete(value: Any) -> bool:
     return not isinstance(value, jax.core.Tracer)
 
 
-def as_float_array(name: str, value: Any, dtype: Any = None) -> jax.Array:
+def as_float_array(
+    name: str, value: Any, dtype: Any = None, keep_integers: bool = False
+) -> jax.Array:
     """Convert ``value`` to a floating JAX array, casting integers and bools.
+
+    With ``keep_integers``, integer arrays stay integers (class labels).
 
     Raises:
         ValidationError: for ragged lists, strings or complex numbers.
@@ -42,8 +63,12 @@ def as_float_array(name: str, value: Any, dtype: Any = None) -> jax.Array:
         array = value
     else:
         try:
-            array = jnp.asarray(np.asarray(value) if isinstance(value, list) else value)
-        except (TypeError, ValueError) as error:
+            if isinstance(value, (list, tuple)):
+                value = np.asarray(value)
+            if isinstance(value, np.ndarray) and value.dtype == object:
+                raise ValueError("ragged or mixed entries")
+            array = jnp.asarray(value)
+        except (TypeError, ValueError, OverflowError) as error:
             raise ValidationError(
                 f"{name} must be a rectangular array of numbers, got "
                 f"{type(value).__name__} that cannot be read as one ({error})"
@@ -54,6 +79,8 @@ def as_float_array(name: str, value: Any, dtype: Any = None) -> jax.Array:
         raise ValidationError(f"{name} must hold real numbers, got dtype {array.dtype}")
     if dtype is not None:
         return array.astype(dtype)
+    if keep_integers and jnp.issubdtype(array.dtype, jnp.integer):
+        return array
     if not jnp.issubdtype(array.dtype, jnp.floating):
         # Integer features such as pixel counts are meaningful as floats.
         return array.astype(jnp.result_type(float))
@@ -100,12 +127,14 @@ def check_params(network: Network, params: Params) -> None:
                     f"params[{i}].{field} has shape {actual}; network "
                     f"{describe(network)} expects {expected} for layer {i}"
                 )
-            dtype = jnp.asarray(getattr(layer, field)).dtype
+            value = getattr(layer, field)
+            dtype = jnp.asarray(value).dtype
             if not jnp.issubdtype(dtype, jnp.floating):
                 raise ValidationError(
                     f"params[{i}].{field} has dtype {dtype}; parameters must be "
                     "floating point (float32 or float64)"
                 )
+            check_finite(f"params[{i}].{field}", jnp.asarray(value))
 
 
 def check_inputs(network: Network, x: Any, name: str = "x") -> jax.Array:
@@ -115,6 +144,11 @@ def check_inputs(network: Network, x: Any, name: str = "x") -> jax.Array:
         raise ValidationError(
             f"{name} has shape {tuple(x.shape)}; network {describe(network)} expects "
             f"(..., {network.in_size}) with {network.in_size} features on the last axis"
+        )
+    if x.size == 0:
+        raise ValidationError(
+            f"{name} has shape {tuple(x.shape)}, which holds no examples; give at "
+            "least one"
         )
     check_finite(name, x)
     return x
@@ -129,12 +163,8 @@ def check_targets(
     must lie in ``[0, n_out)``. Other targets must have shape
     ``batch_shape + (n_out,)``.
     """
-    raw = jnp.asarray(t) if not isinstance(t, list) else None
-    if (
-        raw is not None
-        and jnp.issubdtype(raw.dtype, jnp.integer)
-        and loss.integer_targets
-    ):
+    raw = as_float_array(name, t, keep_integers=True)
+    if jnp.issubdtype(raw.dtype, jnp.integer) and loss.integer_targets:
         if tuple(raw.shape) != batch_shape:
             raise ValidationError(
                 f"{name} holds integer class labels of shape {tuple(raw.shape)}; "
@@ -149,15 +179,43 @@ def check_targets(
                     f"0..{network.out_size - 1}"
                 )
         return raw
-    t = as_float_array(name, t)
+    t = as_float_array(name, raw)
     expected = (*batch_shape, network.out_size)
     if tuple(t.shape) != expected:
+        labels = " or integer class labels" if loss.integer_targets else ""
         raise ValidationError(
             f"{name} has shape {tuple(t.shape)}; expected {expected}: one target per "
-            f"output neuron ({network.out_size}) for every example"
+            f"output neuron ({network.out_size}) for every example{labels}"
         )
     check_finite(name, t)
+    _check_target_range(loss, t, name)
     return t
+
+
+def _check_target_range(loss: Loss, t: jax.Array, name: str) -> None:
+    """Raise if the targets of a cross-entropy loss are not probabilities."""
+    if not _is_concrete(t) or loss.name not in (
+        "binary_cross_entropy",
+        "cross_entropy",
+    ):
+        return
+    values = np.asarray(t)
+    low, high = float(values.min()), float(values.max())
+    if low < 0 or (loss.name == "binary_cross_entropy" and high > 1):
+        bound = "between 0 and 1" if loss.name == "binary_cross_entropy" else ">= 0"
+        raise ValidationError(
+            f"{name} holds values from {low} to {high}; loss {loss.name!r} needs "
+            f"probabilities {bound}"
+        )
+    if loss.name == "cross_entropy":
+        sums = values.sum(axis=-1).reshape(-1)
+        worst = int(np.abs(sums - 1).argmax())
+        if abs(sums[worst] - 1) > 1e-3:
+            raise ValidationError(
+                f"{name} has a row that sums to {sums[worst]:.6g}; loss "
+                "'cross_entropy' needs each target row to sum to 1, or integer "
+                "class labels"
+            )
 
 
 def check_loss_fits(network: Network, loss: Loss) -> None:
@@ -172,16 +230,22 @@ def check_loss_fits(network: Network, loss: Loss) -> None:
 
 
 def check_steps(steps: Any, name: str = "steps") -> int:
-    """Return ``steps`` as an int, raising unless it is a whole number >= 0."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise ValidationError(f"{name} must be a whole number, got {steps!r}")
+    """Return ``steps`` as an int, raising unless ``0 <= steps <= MAX_STEPS``."""
+    steps = whole_number(steps, name)
     if steps < 0:
         raise ValidationError(f"{name} must be 0 or more, got {steps}")
-    return int(steps)
+    if steps > MAX_STEPS:
+        raise ValidationError(
+            f"{name} is {steps:,}, more than the {MAX_STEPS:,} one call can train "
+            "(the loss history keeps one number per step); train in several calls"
+        )
+    return steps
 
 
 def check_learning_rate(learning_rate: Any, name: str = "learning_rate") -> float:
     """Return ``learning_rate`` as a float, raising unless it is finite and > 0."""
+    if isinstance(learning_rate, (bool, str, np.bool_)):
+        raise ValidationError(f"{name} must be a number, got {learning_rate!r}")
     try:
         value = float(learning_rate)
     except (TypeError, ValueError):
@@ -207,3 +271,50 @@ def check_batch_size(batch_size: Any, examples: int, name: str = "batch_size") -
             f"use a {name} of {examples} or less"
         )
     return int(batch_size)
+
+
+def check_optimizer(optimizer: Any, name: str = "optimizer") -> None:
+    """Raise unless ``optimizer`` is an Optax ``GradientTransformation``."""
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValidationError(
+            f"{name} must be an Optax GradientTransformation such as "
+            f"optax.sgd(0.5), got {optimizer!r}"
+        )
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> jnp.dtype:
+    """Return ``dtype`` if it is a floating dtype JAX can hold now, else raise.
+
+    float64 needs JAX's 64-bit mode; without it JAX would silently use float32.
+    """
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise ValidationError(
+            f"{name} must be a floating dtype, got {dtype!r}"
+        ) from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValidationError(
+            f"{name} must be a floating dtype such as float32, got {dtype}"
+        )
+    if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
+        raise ValidationError(
+            f"{name} float64 needs JAX's 64-bit mode: run the code inside "
+            "`with jax.enable_x64(True):`, or use float32"
+        )
+    return dtype
+
+
+def check_key(key: Any, name: str = "key") -> jax.Array:
+    """Return ``key`` if it is a JAX PRNG key, else raise naming the fix."""
+    is_typed = isinstance(key, jax.Array) and jnp.issubdtype(
+        key.dtype, jax.dtypes.prng_key
+    )
+    is_raw = (
+        isinstance(key, jax.Array) and key.dtype == jnp.uint32 and key.shape == (2,)
+    )
+    if not (is_typed or is_raw):
+        raise ValidationError(
+            f"{name} must be a JAX PRNG key such as jax.random.key(0), got {key!r}"
+        )
+    return key

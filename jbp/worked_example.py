@@ -216,6 +216,8 @@ def compare(rule: str = "gradient", steps: int = DOCUMENT_STEPS) -> list[Row]:
         if "{n}" in template and not steps:
             continue
         quantity = template.format(n=f"{steps:,}")
+        if steps == 1:
+            quantity = quantity.replace("after 1 steps", "after 1 step")
         candidates = _candidates(template, rule, by_rule, steps)
         value = candidates[0].value
         if "{n}" in template and steps != DOCUMENT_STEPS:

@@ -14,7 +14,15 @@ def test_json_rows_have_documented_keys(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 21
     for row in rows:
-        assert set(row) == {"quantity", "document", "jbp", "agrees", "note"}
+        assert set(row) == {
+            "quantity",
+            "document",
+            "jbp",
+            "agrees",
+            "note",
+            "printed",
+            "verdict",
+        }
         assert row["document"] is None or isinstance(row["document"], float)
         assert isinstance(row["jbp"], float)
         assert isinstance(row["agrees"], bool)

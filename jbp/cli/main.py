@@ -8,11 +8,14 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from collections.abc import Sequence
 
 from jbp.cli import reproduce
 from jbp.errors import ValidationError
+from jbp.validation import MAX_STEPS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -28,13 +31,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def nonnegative_int(text: str) -> int:
-    """Parse a whole number that is 0 or more, for ``type=`` in argparse."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid whole number {text!r}") from None
+    """Parse a whole number from 0 to ``MAX_STEPS``, for ``type=`` in argparse."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid whole number {text!r}")
+    value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    if value > MAX_STEPS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_STEPS:,}, got {value:,}"
+        )
     return value
 
 
@@ -65,3 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"jbp {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader (such as `head`) closed the pipe early. Point stdout at
+        # /dev/null so that Python's final flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -42,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--json",
         action="store_true",
         help="write the rows as a JSON list of objects with the keys quantity, "
-        "document, jbp, agrees and note, instead of the table",
+        "document (a number or null), jbp, agrees, note, printed (the figure as the "
+        "example prints it, as text) and verdict, instead of the table",
     )
     parser.set_defaults(run=run)
 
@@ -61,6 +62,8 @@ def _to_json(rows: list[Row]) -> str:
             "jbp": row.jbp,
             "agrees": row.agrees,
             "note": row.note,
+            "printed": row.document,
+            "verdict": row.verdict,
         }
         for row in rows
     ]
