@@ -69,8 +69,8 @@ def data_mesh(num_devices: int | None = None) -> Mesh:
         raise ValidationError(
             f"num_devices is {num_devices!r}, but JAX sees {len(devices)} "
             f"{devices[0].platform} device(s); pass a whole number from 1 to "
-            f"{len(devices)}, or set XLA_FLAGS=--xla_force_host_platform_device_count=N "
-            "before JAX starts to split the CPU into N devices"
+            f"{len(devices)}, or split the CPU into N devices by setting "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N before JAX starts"
         )
     return jax.make_mesh(
         (int(num_devices),),

@@ -126,7 +126,9 @@ def eight_devices() -> dict:
     opt_state = replicate(mesh, jbp.init_opt_state(NETWORK, OPTIMIZER, params))
     step = jax.jit(jbp.make_step(NETWORK, OPTIMIZER, LOSS))
     hlo = step.lower(params, opt_state, x_sharded, t_sharded).compile().as_text()
-    constrained = jax.jit(lambda a: constrain_batch(mesh, 2 * a))(replicate(mesh, x_plain))
+    constrained = jax.jit(lambda a: constrain_batch(mesh, 2 * a))(
+        replicate(mesh, x_plain)
+    )
 
     uneven = 61
     try:
@@ -187,7 +189,9 @@ def resume(directory: str, steps: int) -> dict:
         "step": int(state["step"]),
         "epoch": state["epoch"],
         "key_data": np.asarray(jax.random.key_data(state["key"])).tolist(),
-        "params": [np.asarray(leaf).tolist() for leaf in jax.tree.leaves(result.params)],
+        "params": [
+            np.asarray(leaf).tolist() for leaf in jax.tree.leaves(result.params)
+        ],
         "losses": np.asarray(
             jnp.concatenate([state["losses"], result.losses])
         ).tolist(),

@@ -41,7 +41,9 @@ def test_data_mesh_spans_every_device():
 
 
 @pytest.mark.parametrize(
-    "num_devices", [0, -1, 10_000, True, 1.0], ids=["zero", "negative", "too-many", "bool", "float"]
+    "num_devices",
+    [0, -1, 10_000, True, 1.0],
+    ids=["zero", "negative", "too-many", "bool", "float"],
 )
 def test_data_mesh_rejects_bad_count(num_devices):
     with pytest.raises(jbp.ValidationError, match="num_devices"):
