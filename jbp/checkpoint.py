@@ -12,7 +12,7 @@ example the freshly initialised state of the same run. The result has that
 structure, and every leaf keeps the dtype it was saved with: a leaf whose path or
 dtype differs from the saved one raises instead of being cast. Shapes come from the
 checkpoint, so a loss history saved after 500 steps restores into a template that
-holds an empty history.
+contains an empty history.
 
 Orbax writes each checkpoint into a temporary directory
 (``<step>.orbax-checkpoint-tmp-*``) and renames it to ``<step>`` only once every file
@@ -27,9 +27,9 @@ Example:
     >>> import jax.numpy as jnp
     >>> from jbp.checkpoint import restore_checkpoint, save_checkpoint
     >>> state = {"step": jnp.int32(16_777_217), "w": jnp.zeros(3)}
-    >>> directory = tempfile.mkdtemp()
-    >>> _ = save_checkpoint(directory, 1, state)
-    >>> int(restore_checkpoint(directory, like=state)["step"])
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     _ = save_checkpoint(directory, 1, state)
+    ...     int(restore_checkpoint(directory, like=state)["step"])
     16777217
 """
 
@@ -90,7 +90,7 @@ def _describe_leaf(path: str, leaf: Any) -> dict[str, Any]:
             "shape": list(np.shape(leaf)),
         }
     raise ValidationError(
-        f"state leaf {path} is a {type(leaf).__name__}; a checkpoint holds JAX or "
+        f"state leaf {path} is a {type(leaf).__name__}; a checkpoint stores JAX or "
         "NumPy arrays, PRNG keys and Python bool, int or float values, so convert "
         "that leaf to one of them"
     )
@@ -141,7 +141,7 @@ def checkpoint_steps(directory: Any) -> list[int]:
     """List the steps of the complete checkpoints in ``directory``, oldest first.
 
     Half-written checkpoints of a killed save are not listed. A directory that does
-    not exist holds no checkpoints.
+    not exist contains no checkpoints.
     """
     directory = _check_directory(directory)
     if not directory.is_dir():
@@ -207,7 +207,7 @@ def save_checkpoint(
         )
         manager.wait_until_finished()
     if not saved:
-        raise RuntimeError(f"Orbax skipped the save of step {step} in {directory}")
+        raise RuntimeError(f"Orbax did not save step {step} in {directory}")
     return directory / str(step)
 
 
@@ -222,12 +222,15 @@ def _read_layout(manager, path: pathlib.Path) -> list[dict[str, Any]]:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise _corrupt(path, error) from error
     if not isinstance(layout, dict) or layout.get("version") != LAYOUT_VERSION:
-        raise _corrupt(path, f"layout record {json.dumps(layout)[:80]} is unknown")
+        raise _corrupt(
+            path,
+            f"layout record {json.dumps(layout)[:80]} is not version {LAYOUT_VERSION}",
+        )
     return layout["leaves"]
 
 
 def _corrupt(path: pathlib.Path, reason: Any) -> ValidationError:
-    # TensorStore appends its whole JSON spec to a message; the first part suffices.
+    # TensorStore appends its whole JSON spec to a message, so keep the part before.
     reason = str(reason).split(" [tensorstore_spec", 1)[0]
     return ValidationError(
         f"checkpoint {path} is corrupt or incomplete ({reason}); delete that "
@@ -248,18 +251,19 @@ def _check_template(path: pathlib.Path, entries: list[dict], like: Any) -> None:
         missing = sorted(set(saved_paths) - set(like_paths))
         extra = sorted(set(like_paths) - set(saved_paths))
         raise ValidationError(
-            f"checkpoint {path} holds leaves {saved_paths[:6]}... that do not match "
+            f"checkpoint {path} contains leaves {saved_paths[:6]}... that do not match "
             f"the template's (saved but not in the template: {missing[:6]}; in the "
             f"template but not saved: {extra[:6]}); pass like= a tree built the way "
             "the saved state was built"
         )
-    for saved, wanted in zip(entries, expected, strict=True):
+    for saved, current in zip(entries, expected, strict=True):
+        # Shapes may differ: the restore reads the saved shape.
         saved = {field: value for field, value in saved.items() if field != "shape"}
-        wanted = {field: value for field, value in wanted.items() if field != "shape"}
-        if saved != wanted:
+        current = {field: value for field, value in current.items() if field != "shape"}
+        if saved != current:
             raise ValidationError(
                 f"checkpoint {path} stores leaf {saved['path']} as {saved}, but the "
-                f"template has {wanted}; build the template with the same leaf "
+                f"template has {current}; build the template with the same leaf "
                 "types and dtypes as the saved state (float64 leaves need "
                 "jax.enable_x64(True))"
             )
@@ -301,7 +305,7 @@ def restore_checkpoint(directory: Any, like: Any, *, step: int | None = None) ->
         The saved state, with the structure of ``like``.
 
     Raises:
-        ValidationError: if ``directory`` holds no checkpoint or not ``step``, the
+        ValidationError: if ``directory`` contains no checkpoint or not ``step``, the
             checkpoint is corrupt, or ``like`` does not match what was saved.
     """
     directory = _check_directory(directory)
@@ -309,7 +313,9 @@ def restore_checkpoint(directory: Any, like: Any, *, step: int | None = None) ->
         step = _check_step(step)
     steps = checkpoint_steps(directory)
     if not steps:
-        reason = "holds no complete checkpoint" if directory.is_dir() else "is missing"
+        reason = (
+            "contains no complete checkpoint" if directory.is_dir() else "is missing"
+        )
         raise ValidationError(
             f"checkpoint directory {directory} {reason}; check the path, or train "
             "from the start instead of restoring"
@@ -318,7 +324,7 @@ def restore_checkpoint(directory: Any, like: Any, *, step: int | None = None) ->
         step = steps[-1]
     elif step not in steps:
         raise ValidationError(
-            f"checkpoint directory {directory} has no step {step}; it holds steps "
+            f"checkpoint directory {directory} has no step {step}; it contains steps "
             f"{steps}, so pass one of them"
         )
     path = directory / str(step)

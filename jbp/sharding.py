@@ -11,7 +11,7 @@ One device is a mesh of size 1, reached through the same calls.
 
 A batch whose size does not divide by the device count is rejected by
 :func:`shard_batch`. :func:`pad_batch` pads it with zero rows up to the next
-multiple and returns a mask that is ``False`` on them, and :func:`masked_loss_value`
+multiple and returns a mask that is ``False`` on them. :func:`masked_loss_value`
 averages the loss over the unmasked examples only, so a padded example adds nothing
 to the loss or to its gradient.
 
@@ -93,7 +93,7 @@ def replicated_sharding(mesh: Mesh) -> NamedSharding:
 def _examples(batch: Any) -> int:
     leaves = jax.tree.leaves(batch)
     if not leaves:
-        raise ValidationError("batch holds no arrays; pass at least one array")
+        raise ValidationError("batch contains no arrays; pass at least one array")
     sizes = {int(np.shape(leaf)[0]) if np.ndim(leaf) else None for leaf in leaves}
     if None in sizes or len(sizes) != 1:
         shapes = [tuple(np.shape(leaf)) for leaf in leaves]
@@ -201,8 +201,8 @@ def masked_loss_value(
     """Compute the mean loss over the examples where ``mask`` is ``True``.
 
     ``E = sum_n mask_n E_n / sum_n mask_n``. On a batch from :func:`pad_batch` this
-    is the loss of the unpadded batch (up to the order of the float sums), and its
-    gradient is that batch's gradient: a masked example's loss is replaced by 0
+    is the loss of the unpadded batch, up to the order of the float sums, and its
+    gradient is that batch's gradient. A masked example's loss is replaced by 0
     before the sum, so it contributes nothing, even if it is large.
 
     Args:

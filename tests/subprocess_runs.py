@@ -211,6 +211,7 @@ def slow_save(directory: str) -> dict:
 
 def main(argv: list[str]) -> None:
     command, *rest = argv
+    orbax_at_start = "orbax.checkpoint" in sys.modules
     if command == "eight-devices":
         result = eight_devices()
     elif command == "resume":
@@ -219,6 +220,7 @@ def main(argv: list[str]) -> None:
         result = slow_save(rest[0])
     else:
         raise SystemExit(f"unknown command {command!r}")
+    result["orbax_imported_before_use"] = orbax_at_start
     print(json.dumps(result))
 
 

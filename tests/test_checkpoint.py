@@ -146,6 +146,12 @@ def test_save_rejects_unsupported_leaf(tmp_path):
         save_checkpoint(tmp_path, 1, {"name": "adam"})
 
 
+def test_missing_orbax_names_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "orbax.checkpoint", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'jbp\[checkpoint\]'"):
+        save_checkpoint(tmp_path, 1, {"step": jnp.int32(1)})
+
+
 def test_restore_missing_directory_names_path(tmp_path):
     missing = tmp_path / "absent"
     with pytest.raises(jbp.ValidationError, match="absent is missing; check the path"):
@@ -153,13 +159,15 @@ def test_restore_missing_directory_names_path(tmp_path):
 
 
 def test_restore_empty_directory_names_path(tmp_path):
-    with pytest.raises(jbp.ValidationError, match="holds no complete checkpoint"):
+    with pytest.raises(jbp.ValidationError, match="contains no complete checkpoint"):
         restore_checkpoint(tmp_path, like={"step": jnp.int32(0)})
 
 
 def test_restore_absent_step_lists_steps(tmp_path):
     save_checkpoint(tmp_path, 1, {"step": jnp.int32(1)})
-    with pytest.raises(jbp.ValidationError, match=r"no step 7; it holds steps \[1\]"):
+    with pytest.raises(
+        jbp.ValidationError, match=r"no step 7; it contains steps \[1\]"
+    ):
         restore_checkpoint(tmp_path, like={"step": jnp.int32(0)}, step=7)
 
 
@@ -247,6 +255,7 @@ def test_resume_in_new_process_matches_straight_run(tmp_path):
     resumed = run_python("resume", str(tmp_path), str(steps))
     straight = jbp.train(network, params, x, t, optimizer, 2 * steps, loss=loss)
 
+    assert not resumed["orbax_imported_before_use"]
     assert resumed["step"] == steps
     assert resumed["epoch"] == 1
     assert resumed["key_data"] == np.asarray(jax.random.key_data(state["key"])).tolist()

@@ -130,7 +130,7 @@ def test_masked_loss_equals_unpadded_loss(x64):
 
 
 def test_masked_rows_never_count(x64):
-    # Padded rows far from the data would dominate an unmasked mean; masked, the
+    # Padded rows far from the data would dominate an unmasked mean. Masked, the
     # loss and the gradient must be bit for bit those of zero padding.
     x, t, params = make_batch(5, jnp.float64)
     (zero_x, zero_t), mask = pad_batch((x, t), 4)
