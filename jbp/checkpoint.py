@@ -81,6 +81,16 @@ def _describe_leaf(path: str, leaf: Any) -> dict[str, Any]:
         }
     if isinstance(leaf, _SCALAR_TYPES):
         return {"path": path, "kind": type(leaf).__name__}
+    if (
+        isinstance(leaf, jax.Array)
+        and jax.process_count() > 1
+        and leaf.is_fully_addressable
+    ):
+        raise ValidationError(
+            f"state leaf {path} lives on the devices of this process alone, which "
+            "Orbax cannot save in a run of several processes; place the state on "
+            "the mesh first, for example with jbp.replicate(mesh, state)"
+        )
     if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
         kind = "jax" if isinstance(leaf, jax.Array) else "numpy"
         return {
@@ -155,8 +165,10 @@ def save_checkpoint(
 ) -> pathlib.Path:
     """Write ``state`` as the checkpoint for ``step``, then keep only the newest.
 
-    The call returns once the checkpoint is complete on disk. In a multi-process run
-    every process calls it with its own part of the global arrays.
+    The call returns once the checkpoint is complete on disk. In a run of several
+    processes every process calls it, with the state placed on the mesh (for
+    example by :func:`jbp.replicate`), and ``directory`` is on a file system that
+    every process reaches.
 
     Args:
         directory: the directory of this run's checkpoints; created if missing.
@@ -173,7 +185,8 @@ def save_checkpoint(
 
     Raises:
         ValidationError: if ``keep`` is not at least 1, a leaf has an unsupported
-            type, or ``step`` is not newer than the latest checkpoint.
+            type or sits on one process's devices alone in a run of several
+            processes, or ``step`` is not newer than the latest checkpoint.
     """
     directory = _check_directory(directory)
     step = _check_step(step)

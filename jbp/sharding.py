@@ -149,6 +149,23 @@ def pad_batch(batch: Any, multiple: int, mask: Any = None) -> tuple[Any, Array]:
     return jax.tree.map(pad, batch), pad(mask)
 
 
+def _put(tree: Any, sharding: NamedSharding) -> Any:
+    """Apply ``jax.device_put`` to every leaf, PRNG keys through their key data.
+
+    jax 0.10 rejects a typed key put onto devices of several processes, but
+    accepts its key data.
+    """
+
+    def put(leaf: Any) -> Any:
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            data = jax.device_put(jax.random.key_data(leaf), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        return jax.device_put(leaf, sharding)
+
+    return jax.tree.map(put, tree)
+
+
 def shard_batch(mesh: Mesh, batch: Any) -> Any:
     """Place every array of ``batch`` on the mesh, split along the examples axis.
 
@@ -168,7 +185,7 @@ def shard_batch(mesh: Mesh, batch: Any) -> Any:
             "and train on jbp.masked_loss_value, or pick a batch size that is a "
             f"multiple of {mesh.size}"
         )
-    return jax.device_put(batch, batch_sharding(mesh))
+    return _put(batch, batch_sharding(mesh))
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
@@ -176,7 +193,7 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
 
     Use it for the parameters, the optimiser state and PRNG keys.
     """
-    return jax.device_put(tree, replicated_sharding(mesh))
+    return _put(tree, replicated_sharding(mesh))
 
 
 def constrain_batch(mesh: Mesh, batch: Any) -> Any:

@@ -8,6 +8,7 @@ object on stdout for the test to check.
     python tests/subprocess_runs.py eight-devices
     python tests/subprocess_runs.py resume DIRECTORY STEPS
     python tests/subprocess_runs.py slow-save DIRECTORY
+    python tests/subprocess_runs.py two-processes PROCESS_ID PORT DIRECTORY
 """
 
 from __future__ import annotations
@@ -209,6 +210,50 @@ def slow_save(directory: str) -> dict:
     return {"finished": True}
 
 
+def two_processes(process_id: int, port: int, directory: str) -> dict:
+    """Train and checkpoint as one of two processes with two CPU devices each."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=f"127.0.0.1:{port}",
+        num_processes=2,
+        process_id=process_id,
+    )
+    steps = 5
+    mesh = data_mesh()
+    x_plain, t_plain, params_plain = make_data()
+    x, t = shard_batch(mesh, (x_plain, t_plain))
+    params = replicate(mesh, params_plain)
+    opt_state = replicate(mesh, jbp.init_opt_state(NETWORK, OPTIMIZER, params))
+    step = jax.jit(jbp.make_step(NETWORK, OPTIMIZER, LOSS))
+    for _ in range(steps):
+        params, opt_state, _ = step(params, opt_state, x, t)
+    reference = jbp.train(
+        NETWORK, params_plain, x_plain, t_plain, OPTIMIZER, steps, loss=LOSS
+    )
+
+    def local_copy(tree):
+        return [
+            np.asarray(leaf.addressable_shards[0].data)
+            for leaf in jax.tree.leaves(tree)
+        ]
+
+    state = replicate(mesh, {"params": params, "key": jax.random.key(4)})
+    state["epoch"] = 2
+    save_checkpoint(directory, steps, state)
+    restored = restore_checkpoint(directory, like=state)
+    return {
+        "devices": jax.device_count(),
+        "local_devices": jax.local_device_count(),
+        "x_local_shapes": [list(s.data.shape) for s in x.addressable_shards],
+        "difference": max_relative_difference(local_copy(params), reference.params),
+        "restored_difference": max_relative_difference(
+            local_copy(restored["params"]), local_copy(params)
+        ),
+        "restored_key": local_copy(jax.random.key_data(restored["key"]))[0].tolist(),
+        "restored_epoch": restored["epoch"],
+    }
+
+
 def main(argv: list[str]) -> None:
     command, *rest = argv
     orbax_at_start = "orbax.checkpoint" in sys.modules
@@ -216,6 +261,8 @@ def main(argv: list[str]) -> None:
         result = eight_devices()
     elif command == "resume":
         result = resume(rest[0], int(rest[1]))
+    elif command == "two-processes":
+        result = two_processes(int(rest[0]), int(rest[1]), rest[2])
     elif command == "slow-save":
         result = slow_save(rest[0])
     else:

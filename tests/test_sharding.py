@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 
@@ -213,3 +214,51 @@ def test_eight_devices_padded_training(eight_devices):
     assert eight_devices["masked_vs_unpadded"] < 1e-5
     # ... and what the padded rows hold changes nothing at all.
     assert eight_devices["padding_value_changes_result"] == 0.0
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_and_checkpoint(tmp_path):
+    # Two processes with two CPU devices each, joined by jax.distributed on this
+    # machine, stand in for two hosts.
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+    )
+    port = str(free_port())
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(RUNS), "two-processes", str(i), port, str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    results = []
+    try:
+        for child in children:
+            stdout, stderr = child.communicate(timeout=300)
+            assert child.returncode == 0, stderr[-3000:]
+            results.append(json.loads(stdout.splitlines()[-1]))
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+    for result in results:
+        assert result["devices"] == 4
+        assert result["local_devices"] == 2
+        # Each process keeps only the rows of its own two devices.
+        assert result["x_local_shapes"] == [[16, 4], [16, 4]]
+        # Rounding only, as for eight devices in one process.
+        assert result["difference"] < 1e-5
+        assert result["restored_difference"] == 0.0
+        assert result["restored_key"] == [0, 4]
+        assert result["restored_epoch"] == 2
