@@ -152,7 +152,7 @@ def pad_batch(batch: Any, multiple: int, mask: Any = None) -> tuple[Any, Array]:
 def _put(tree: Any, sharding: NamedSharding) -> Any:
     """Apply ``jax.device_put`` to every leaf, PRNG keys through their key data.
 
-    jax 0.10 rejects a typed key put onto devices of several processes, but
+    jax 0.10.2 rejects a typed key put onto devices of several processes, but
     accepts its key data.
     """
 
@@ -191,7 +191,8 @@ def shard_batch(mesh: Mesh, batch: Any) -> Any:
 def replicate(mesh: Mesh, tree: Any) -> Any:
     """Place a whole copy of every array of ``tree`` on every device of the mesh.
 
-    Use it for the parameters, the optimiser state and PRNG keys.
+    Use it for the parameters, the optimiser state and PRNG keys. Python scalars
+    in ``tree`` become JAX arrays, like any value ``jax.device_put`` receives.
     """
     return _put(tree, replicated_sharding(mesh))
 

@@ -113,6 +113,15 @@ def test_one_device_train_matches_plain_arrays():
         np.testing.assert_array_equal(got, want)
 
 
+def test_replicate_keeps_prng_key():
+    key = jax.random.key(3, impl="rbg")
+    placed = replicate(data_mesh(1), {"key": key})["key"]
+    assert jax.dtypes.issubdtype(placed.dtype, jax.dtypes.prng_key)
+    assert str(jax.random.key_impl(placed)) == str(jax.random.key_impl(key))
+    assert placed.sharding.is_fully_replicated
+    np.testing.assert_array_equal(jax.random.key_data(placed), jax.random.key_data(key))
+
+
 def test_masked_loss_equals_unpadded_loss(x64):
     x, t, params = make_batch(5, jnp.float64)
     (padded_x, padded_t), mask = pad_batch((x, t), 4)
