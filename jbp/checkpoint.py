@@ -15,9 +15,10 @@ checkpoint, so a loss history saved after 500 steps restores into a template tha
 contains an empty history.
 
 Orbax writes each checkpoint into a temporary directory
-(``<step>.orbax-checkpoint-tmp-*``) and renames it to ``<step>`` only once every file
-is written. A process killed during a save therefore leaves the earlier checkpoints
-as they were, and the half-written one is never listed or restored.
+(``<step>.orbax-checkpoint-tmp`` in orbax-checkpoint 0.12.8) and renames it to
+``<step>`` only once every file is written. A process killed during a save
+therefore leaves the earlier checkpoints as they were, and the half-written one is
+never listed or restored.
 
 Orbax (the ``orbax-checkpoint`` package, in the ``checkpoint`` extra) is imported
 on first use, so ``import jbp`` does not pay for it.
@@ -47,7 +48,7 @@ from jbp.errors import ValidationError
 STATE_ITEM = "state"
 LAYOUT_ITEM = "layout"
 LAYOUT_VERSION = 1
-"""The version of the ``layout`` record; a restore rejects any other."""
+"""The version of the ``layout`` record. A restore rejects any other version."""
 
 _SCALAR_TYPES = (bool, int, float)
 
