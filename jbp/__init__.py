@@ -1,8 +1,8 @@
 """jbp: backpropagation in JAX, from the classic worked example to deep networks.
 
 The public API, bottom to top: activations and losses, the network and its forward
-pass, gradients by ``jax.grad`` and by the explicit chain rule, and training in one
-compiled ``lax.scan``.
+pass, gradients by ``jax.grad`` and by the explicit chain rule, training in one
+compiled ``lax.scan``, data parallelism across devices and checkpoints.
 """
 
 from jbp.activations import ACTIVATIONS, Activation, get_activation
@@ -13,6 +13,7 @@ from jbp.backprop import (
     chain_rule_grad,
     loss_value,
 )
+from jbp.checkpoint import checkpoint_steps, restore_checkpoint, save_checkpoint
 from jbp.errors import ValidationError
 from jbp.losses import LOSSES, Loss, get_loss
 from jbp.netfile import NetworkFile, parse_network, read_network_file
@@ -27,6 +28,17 @@ from jbp.network import (
     init_params,
     params_from_lists,
 )
+from jbp.sharding import (
+    DATA_AXIS,
+    batch_sharding,
+    constrain_batch,
+    data_mesh,
+    masked_loss_value,
+    pad_batch,
+    replicate,
+    replicated_sharding,
+    shard_batch,
+)
 from jbp.training import (
     RULES,
     TrainResult,
@@ -38,6 +50,7 @@ from jbp.training import (
 
 __all__ = [
     "ACTIVATIONS",
+    "DATA_AXIS",
     "LOSSES",
     "RULES",
     "Activation",
@@ -52,7 +65,11 @@ __all__ = [
     "ValidationError",
     "autodiff_grad",
     "backpropagate",
+    "batch_sharding",
     "chain_rule_grad",
+    "checkpoint_steps",
+    "constrain_batch",
+    "data_mesh",
     "default_initializer",
     "forward",
     "forward_trace",
@@ -62,9 +79,16 @@ __all__ = [
     "init_params",
     "loss_value",
     "make_step",
+    "masked_loss_value",
+    "pad_batch",
     "params_from_lists",
     "parse_network",
     "read_network_file",
+    "replicate",
+    "replicated_sharding",
+    "restore_checkpoint",
+    "save_checkpoint",
+    "shard_batch",
     "train",
     "with_frozen",
 ]
