@@ -46,6 +46,9 @@ def describe(network: Network) -> str:
 
 
 def _is_concrete(value: Any) -> bool:
+    # Arrays spread over several processes cannot be read into NumPy here.
+    if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+        return value.is_fully_addressable
     return not isinstance(value, jax.core.Tracer)
 
 

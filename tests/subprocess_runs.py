@@ -224,9 +224,10 @@ def two_processes(process_id: int, port: int, directory: str) -> dict:
     x, t = shard_batch(mesh, (x_plain, t_plain))
     params = replicate(mesh, params_plain)
     opt_state = replicate(mesh, jbp.init_opt_state(NETWORK, OPTIMIZER, params))
-    step = jax.jit(jbp.make_step(NETWORK, OPTIMIZER, LOSS))
-    for _ in range(steps):
-        params, opt_state, _ = step(params, opt_state, x, t)
+    sharded = jbp.train(
+        NETWORK, params, x, t, OPTIMIZER, steps, loss=LOSS, opt_state=opt_state
+    )
+    params = sharded.params
     reference = jbp.train(
         NETWORK, params_plain, x_plain, t_plain, OPTIMIZER, steps, loss=LOSS
     )
