@@ -13,10 +13,12 @@ from jbp.backprop import (
     chain_rule_grad,
     loss_value,
 )
-from jbp.errors import ValidationError
+from jbp.data import Batches, Split, epoch_batches, num_batches, train_test_split
+from jbp.errors import DivergenceError, TrainingInterrupted, ValidationError
 from jbp.losses import LOSSES, Loss, get_loss
 from jbp.netfile import NetworkFile, parse_network, read_network_file
 from jbp.network import (
+    INITIALIZERS,
     Dense,
     Network,
     Params,
@@ -24,8 +26,17 @@ from jbp.network import (
     default_initializer,
     forward,
     forward_trace,
+    get_initializer,
     init_params,
     params_from_lists,
+)
+from jbp.trainer import (
+    FitResult,
+    History,
+    TrainState,
+    fit,
+    init_state,
+    set_hyperparameter,
 )
 from jbp.training import (
     RULES,
@@ -38,34 +49,49 @@ from jbp.training import (
 
 __all__ = [
     "ACTIVATIONS",
+    "INITIALIZERS",
     "LOSSES",
     "RULES",
     "Activation",
     "Backward",
+    "Batches",
     "Dense",
+    "DivergenceError",
+    "FitResult",
+    "History",
     "Loss",
     "Network",
     "NetworkFile",
     "Params",
+    "Split",
     "Trace",
     "TrainResult",
+    "TrainState",
+    "TrainingInterrupted",
     "ValidationError",
     "autodiff_grad",
     "backpropagate",
     "chain_rule_grad",
     "default_initializer",
+    "epoch_batches",
+    "fit",
     "forward",
     "forward_trace",
     "get_activation",
+    "get_initializer",
     "get_loss",
     "init_opt_state",
     "init_params",
+    "init_state",
     "loss_value",
     "make_step",
+    "num_batches",
     "params_from_lists",
     "parse_network",
     "read_network_file",
+    "set_hyperparameter",
     "train",
+    "train_test_split",
     "with_frozen",
 ]
 
