@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The digits' pixels, standardised per pixel, and their labels."""
+    """Load the digits' pixels, standardised per pixel, and their labels."""
     from sklearn.datasets import load_digits as load
 
     digits = load()
@@ -120,7 +120,7 @@ def make_network(depth: int, width: int, activation: str) -> jbp.Network:
 
 @functools.partial(jax.jit, static_argnums=0)
 def layer_norms(network: jbp.Network, params: jbp.Params, x, t) -> jax.Array:
-    """The Frobenius norm of ``dE/dw`` for every layer, input side first."""
+    """Compute the Frobenius norm of ``dE/dw`` for every layer, input side first."""
     grads = jbp.autodiff_grad(network, params, x, t, "cross_entropy")
     return jnp.stack([jnp.linalg.norm(layer.w) for layer in grads])
 
@@ -197,7 +197,7 @@ def measure_in_training(args, x, t, probe) -> dict:
 
 
 def plot(args, at_init: dict, training: dict) -> plt.Figure:
-    """One figure: two rows at initialisation (Glorot, He), one row in training."""
+    """Draw one figure: a row per init at initialisation, one row in training."""
     columns = len(args.activations)
     figure, axes = plt.subplots(
         3, columns, figsize=(5 * columns, 12), sharey="row", squeeze=False
@@ -218,6 +218,7 @@ def plot(args, at_init: dict, training: dict) -> plt.Figure:
             axis.set_yscale("log")
             axis.set_title(f"{activation}, {init.replace('_', ' ')}: at init")
             axis.set_xlabel("layer (1 = input side)")
+
         axis = axes[2, column]
         for init, style in zip(INITS, ("-", "--"), strict=True):
             measured = training[activation, init]["measured"]
@@ -233,6 +234,7 @@ def plot(args, at_init: dict, training: dict) -> plt.Figure:
         axis.set_yscale("log")
         axis.set_title(f"{activation}, depth {args.train_depth}: during training")
         axis.set_xlabel("layer (1 = input side)")
+
     for axis in axes.flat:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     for row in range(3):

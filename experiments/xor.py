@@ -8,6 +8,10 @@ Three starts are compared for each network:
   forever and the network cannot represent XOR;
 - ``zeros``: every weight zero, a special case of ``equal``.
 
+The metrics record how far the hidden neurons' weights drift apart. Under the
+``equal`` start, float32 rounding can separate them by a tiny amount, far too
+little to break the symmetry within the run.
+
 A run succeeds when all four outputs fall on the right side of 0.5.
 """
 
@@ -69,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def initializer(start: str, equal_weight: float):
-    """The weight initialiser of a start: None picks Glorot for sigmoid layers."""
+    """Return the weight initialiser of a start; None picks Glorot for sigmoid."""
     if start == "random":
         return None
     if start == "equal":

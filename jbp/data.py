@@ -40,7 +40,7 @@ class Batches(NamedTuple):
 
 
 def num_batches(examples: int, batch_size: int) -> int:
-    """The number of batches in one epoch: ``ceil(examples / batch_size)``."""
+    """Count the batches of one epoch: ``ceil(examples / batch_size)``."""
     return -(-examples // batch_size)
 
 

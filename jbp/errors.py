@@ -15,7 +15,7 @@ class DivergenceError(ArithmeticError):
 
     Attributes:
         result: the :class:`~jbp.trainer.FitResult` at the chunk boundary where training
-            stopped. Its state holds the last finite parameters and optimiser state,
+            stopped. Its state contains the last finite parameters and optimiser state,
             and ``result.nonfinite_step`` is the first step that was not applied.
     """
 

@@ -194,7 +194,7 @@ def get_initializer(name: str) -> jax.nn.initializers.Initializer:
 
 
 def default_initializer(activation: str) -> jax.nn.initializers.Initializer:
-    """The initialiser that keeps activations' variance steady for ``activation``.
+    """Pick the initialiser that keeps activations' variance steady for ``activation``.
 
     He (Kaiming) normal for ReLU and GELU, Glorot (Xavier) normal for sigmoid and
     tanh, LeCun normal for identity and softmax outputs.

@@ -2,11 +2,11 @@
 
 :func:`fit` trains on a data set for a number of epochs. The epochs run in chunks:
 each chunk is one call of a ``jax.jit``-compiled function whose ``lax.scan`` over
-epochs holds a ``lax.scan`` over that epoch's batches. Between chunks control returns
-to Python, where a callback can draw a progress bar, log a line or save a checkpoint.
-Chunks of the same length reuse one compiled program, so a run compiles at most
-twice (full chunks and a shorter last chunk), and a second call with the same shapes
-compiles nothing.
+epochs contains a ``lax.scan`` over that epoch's batches. Between chunks control
+returns to Python, where a callback can draw a progress bar, log a line or save a
+checkpoint. Chunks of the same length reuse one compiled program, so a call compiles
+the training program at most twice (full chunks and a shorter last chunk), and a
+second call with the same shapes, network and optimiser object compiles nothing.
 
 Everything training needs to continue lives in one :class:`TrainState` pytree:
 parameters, optimiser state, the data key, the epoch and step counters and the
@@ -60,7 +60,7 @@ class TrainState(NamedTuple):
         opt_state: the optimiser state, as :func:`init_state` wraps the optimiser.
             With ``optax.inject_hyperparams`` the learning rate lives here.
         key: the data key as raw ``uint32`` key data (``jax.random.key_data``), so
-            the state holds plain arrays only; epoch ``e`` shuffles with
+            the state contains plain arrays only; epoch ``e`` shuffles with
             ``fold_in(key, e)``.
         epoch: the number of epochs completed (int32 scalar).
         step: the number of updates applied (int32 scalar).
@@ -109,7 +109,7 @@ class History(NamedTuple):
 
     @classmethod
     def empty(cls) -> History:
-        """A history with no epochs, to concatenate onto."""
+        """Return a history with no epochs, to concatenate onto."""
         return cls(np.zeros((0,), np.int32), *(np.zeros((0,)) for _ in cls._fields[1:]))
 
     def concatenate(self, later: History) -> History:
@@ -124,13 +124,13 @@ class History(NamedTuple):
         )
 
     def evaluated(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The epochs that were evaluated, with their held-out loss and accuracy."""
+        """Return the evaluated epochs with their held-out loss and accuracy."""
         keep = ~np.isnan(self.eval_loss)
         return self.epoch[keep], self.eval_loss[keep], self.eval_accuracy[keep]
 
 
 class FitResult(NamedTuple):
-    """What :func:`fit` returns: the state to continue from and the history."""
+    """The result of :func:`fit`: the state to continue from and the history."""
 
     state: TrainState
     history: History
@@ -220,13 +220,12 @@ def set_hyperparameter(state: TrainState, name: str, value: float) -> TrainState
 
 
 def correct(loss: Loss, net: Array, out: Array, t: Array) -> Array:
-    """Score each example's prediction: 1 if correct, else 0 (a share for several
-    binary outputs).
+    """Score each example's prediction: 1 if correct, else 0.
 
     Integer labels are compared with the arg-max of the logits. A single output, or
-    binary cross-entropy, is read as binary: the prediction is ``net > 0`` for
-    binary cross-entropy (whose ``net`` are logits) and ``out > 0.5`` otherwise, and
-    the target is ``t > 0.5``; several binary outputs score the share that is right.
+    binary cross-entropy, is read as binary, with target ``t > 0.5``. The prediction
+    is ``net > 0`` for binary cross-entropy, whose ``net`` are logits, and
+    ``out > 0.5`` otherwise. Several binary outputs score the share that is right.
     Other targets with several outputs compare arg-maxes, as for one-hot targets.
     """
     if jnp.issubdtype(t.dtype, jnp.integer):
@@ -467,8 +466,8 @@ def fit(
         ValidationError: if the data, targets, parameters, state or settings do not
             fit the network.
         DivergenceError: if a step's loss or parameters were not finite and
-            ``on_divergence="raise"``; its ``result`` holds the last finite state.
-        TrainingInterrupted: on Ctrl-C; its ``result`` holds the state at the last
+            ``on_divergence="raise"``; its ``result`` contains the last finite state.
+        TrainingInterrupted: on Ctrl-C; its ``result`` contains the state at the last
             chunk boundary.
 
     Example:

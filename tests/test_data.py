@@ -21,7 +21,7 @@ def test_each_epoch_covers_every_example_once(examples, batch_size):
         np.testing.assert_array_equal(np.sort(indices[mask]), np.arange(examples))
 
 
-def test_padding_sits_at_the_end_of_the_last_batch():
+def test_padding_ends_last_batch():
     batches = epoch_batches(jax.random.key(0), 0, 10, 4)
     mask = np.asarray(batches.mask)
     np.testing.assert_array_equal(mask[:2], True)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+
+import jbp
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 
@@ -121,3 +124,76 @@ def test_script_runs_from_command_line():
     assert completed.returncode == 2
     assert completed.stderr.startswith("xor.py: error: argument --seeds")
     assert "Traceback" not in completed.stderr
+
+
+def fake_result(epochs):
+    state = jbp.TrainState(
+        params=(),
+        opt_state=(),
+        key=np.zeros(2, np.uint32),
+        epoch=np.int32(epochs),
+        step=np.int32(5 * epochs),
+        finite=np.bool_(True),
+        nonfinite_step=np.int32(-1),
+    )
+    losses = np.linspace(1.0, 0.5, epochs)
+    history = jbp.History(
+        epoch=np.arange(1, epochs + 1),
+        train_loss=losses,
+        train_accuracy=losses,
+        eval_loss=np.full(epochs, np.nan),
+        eval_accuracy=np.full(epochs, np.nan),
+        step_loss=np.repeat(losses, 5),
+    )
+    return jbp.FitResult(state, history)
+
+
+def test_progress_logs_one_line_per_chunk(caplog):
+    common = load("common")
+    progress = common.Progress("run", 4, quiet=False)
+    with caplog.at_level(logging.INFO, logger="experiments"):
+        progress(fake_result(2))
+        progress(fake_result(4))
+    progress.close()
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2
+    assert lines[1].startswith("run epoch 4 step 20 loss=0.5 ")
+    assert progress.bar.n == 4
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (KeyboardInterrupt(), 130),
+        (jbp.ValidationError("x is wrong; fix it"), 2),
+    ],
+    ids=["ctrl-c", "validation"],
+)
+def test_run_maps_errors_to_exit_status(error, status, capsys):
+    common = load("common")
+
+    def experiment(args):
+        raise error
+
+    parser = common.make_parser("fake", "A fake experiment.")
+    assert common.run(parser, experiment, ["--quiet"]) == status
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_run_reports_divergence(capsys):
+    common = load("common")
+
+    def experiment(args):
+        raise jbp.DivergenceError(
+            fake_result(1)._replace(
+                state=fake_result(1).state._replace(
+                    finite=np.bool_(False), nonfinite_step=np.int32(3)
+                )
+            )
+        )
+
+    parser = common.make_parser("fake", "A fake experiment.")
+    assert common.run(parser, experiment, ["--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "training diverged: step 3" in error
+    assert "Lower the learning rate" in error

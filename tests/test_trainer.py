@@ -88,7 +88,7 @@ def test_scan_equals_python_loop(problem, optimizer):
     assert int(result.state.epoch) == 3
 
 
-def test_padded_batch_weighs_each_example_one_over_batch_size(problem):
+def test_padded_batch_example_weight(problem):
     network, params, x, t = problem
     x, t = x[:3], t[:3]
     optimizer = SGD
@@ -132,7 +132,7 @@ def test_identical_examples_give_single_example_step(problem):
     assert many.history.step_loss[0] == single.history.step_loss[0]
 
 
-def test_second_call_and_new_learning_rate_do_not_recompile(problem):
+def test_no_recompile_on_new_data_or_rate(problem):
     network, params, x, t = problem
     optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.5)
     state = init_state(network, optimizer, params, 0)
@@ -256,7 +256,7 @@ def test_divergence_keeps_last_finite_state():
     chex.assert_tree_all_finite(result.params)
 
 
-def test_callback_runs_between_chunks_and_ctrl_c_keeps_state(problem):
+def test_ctrl_c_keeps_last_chunk(problem):
     network, params, x, t = problem
     optimizer = SGD
     state = init_state(network, optimizer, params, 0)
