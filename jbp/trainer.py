@@ -67,6 +67,11 @@ class TrainState(NamedTuple):
         finite: False once a step's loss or new parameters were not finite.
         nonfinite_step: the index (from 0) of the first step that was not finite,
             or -1 while training is finite.
+
+    :func:`fit` trains nothing from a state whose ``finite`` is False. To try again
+    from the last finite parameters (with a lower learning rate, say), reset it:
+    ``state._replace(finite=jnp.ones((), bool), nonfinite_step=jnp.full((), -1,
+    jnp.int32))``.
     """
 
     params: Params
@@ -331,6 +336,8 @@ def _run_chunk(
             jnp.where(ok, hits, nan),
         )
 
+    # NOTE: the held-out set goes through one forward pass, so it must fit in
+    # memory at once beside the training step.
     def evaluate(params: Params) -> tuple[Array, Array]:
         mask = jnp.ones(x_eval.shape[:1], jnp.bool_)
         count = x_eval.shape[0]

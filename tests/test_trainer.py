@@ -99,15 +99,17 @@ def test_padded_batch_example_weight(problem):
 
     # Step 1: the mean over two examples. Step 2: the third example alone, with
     # half the weight it would have in a batch of one.
+    gradient = jax.jit(autodiff_grad, static_argnums=0)
+    value = jax.jit(loss_value, static_argnums=0)
     first, last = order[:2], order[2:]
-    grads = autodiff_grad(network, params, x[first], t[first])
+    grads = gradient(network, params, x[first], t[first])
     middle = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
-    grads = autodiff_grad(network, middle, x[last], t[last])
+    grads = gradient(network, middle, x[last], t[last])
     expected = jax.tree.map(lambda p, g: p - 0.5 * 0.5 * g, middle, grads)
     chex.assert_trees_all_close(result.params, expected, rtol=1e-6, atol=1e-7)
 
-    losses = [loss_value(network, params, x[i], t[i]) for i in first] + [
-        loss_value(network, middle, x[last], t[last])
+    losses = [value(network, params, x[i], t[i]) for i in first] + [
+        value(network, middle, x[last], t[last])
     ]
     np.testing.assert_allclose(result.history.train_loss, [np.mean(losses)], rtol=1e-6)
     np.testing.assert_allclose(result.history.step_loss[1], losses[2] / 2, rtol=1e-6)
@@ -254,6 +256,12 @@ def test_divergence_keeps_last_finite_state():
     chex.assert_trees_all_equal(result.state.params, finite.state.params)
     chex.assert_trees_all_equal(result.state.opt_state, finite.state.opt_state)
     chex.assert_tree_all_finite(result.params)
+
+    # A diverged state trains no further until its flag is reset.
+    with pytest.raises(DivergenceError) as again:
+        fit(network, result.state, x, t, optimizer, 20, batch_size=4, chunk_epochs=20)
+    assert len(again.value.result.history.epoch) == 0
+    chex.assert_trees_all_equal(again.value.result.state, result.state)
 
 
 def test_ctrl_c_keeps_last_chunk(problem):
