@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--weight-decay",
-        type=float,
+        type=common.nonnegative_float,
         default=0.1,
         help="AdamW's decoupled weight decay, scaled by the learning rate at each "
         "step; 0 for none "

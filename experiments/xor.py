@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--equal-weight",
-        type=float,
+        type=common.finite_float,
         default=0.5,
         help="the value of every weight for the 'equal' start (default: %(default)s)",
     )
