@@ -461,8 +461,9 @@ def fit(
         callback: called after each chunk with the :class:`FitResult` so far, for
             progress bars, log lines and checkpoints. jbp itself never prints.
         constrain: applied to every step's ``(x, t, mask)`` batch inside the
-            compiled step, for example to add a sharding constraint. It must be a
-            hashable function that keeps shapes; by default the identity.
+            compiled step, for example to add a sharding constraint. It must keep
+            shapes, and it is a static argument, so pass the same function object
+            on every call (a new lambda compiles anew). By default the identity.
         on_divergence: ``"raise"`` raises :class:`DivergenceError`; ``"return"``
             returns the result, with ``result.diverged`` set.
 
