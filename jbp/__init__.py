@@ -14,10 +14,12 @@ from jbp.backprop import (
     loss_value,
 )
 from jbp.checkpoint import checkpoint_steps, restore_checkpoint, save_checkpoint
-from jbp.errors import ValidationError
+from jbp.data import Batches, Split, epoch_batches, num_batches, train_test_split
+from jbp.errors import DivergenceError, TrainingInterrupted, ValidationError
 from jbp.losses import LOSSES, Loss, get_loss
 from jbp.netfile import NetworkFile, parse_network, read_network_file
 from jbp.network import (
+    INITIALIZERS,
     Dense,
     Network,
     Params,
@@ -25,6 +27,7 @@ from jbp.network import (
     default_initializer,
     forward,
     forward_trace,
+    get_initializer,
     init_params,
     params_from_lists,
 )
@@ -39,6 +42,14 @@ from jbp.sharding import (
     replicated_sharding,
     shard_batch,
 )
+from jbp.trainer import (
+    FitResult,
+    History,
+    TrainState,
+    fit,
+    init_state,
+    set_hyperparameter,
+)
 from jbp.training import (
     RULES,
     TrainResult,
@@ -51,17 +62,25 @@ from jbp.training import (
 __all__ = [
     "ACTIVATIONS",
     "DATA_AXIS",
+    "INITIALIZERS",
     "LOSSES",
     "RULES",
     "Activation",
     "Backward",
+    "Batches",
     "Dense",
+    "DivergenceError",
+    "FitResult",
+    "History",
     "Loss",
     "Network",
     "NetworkFile",
     "Params",
+    "Split",
     "Trace",
     "TrainResult",
+    "TrainState",
+    "TrainingInterrupted",
     "ValidationError",
     "autodiff_grad",
     "backpropagate",
@@ -71,15 +90,20 @@ __all__ = [
     "constrain_batch",
     "data_mesh",
     "default_initializer",
+    "epoch_batches",
+    "fit",
     "forward",
     "forward_trace",
     "get_activation",
+    "get_initializer",
     "get_loss",
     "init_opt_state",
     "init_params",
+    "init_state",
     "loss_value",
     "make_step",
     "masked_loss_value",
+    "num_batches",
     "pad_batch",
     "params_from_lists",
     "parse_network",
@@ -88,8 +112,10 @@ __all__ = [
     "replicated_sharding",
     "restore_checkpoint",
     "save_checkpoint",
+    "set_hyperparameter",
     "shard_batch",
     "train",
+    "train_test_split",
     "with_frozen",
 ]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -185,26 +186,80 @@ class Network:
         )
 
 
+# Weights are stored (n_out, n_in), so fan-in is the last axis and fan-out the one
+# before it.
+_FAN_AXES = {"in_axis": -1, "out_axis": -2}
+
+INITIALIZERS: dict[str, jax.nn.initializers.Initializer] = {
+    "glorot_normal": jax.nn.initializers.glorot_normal(**_FAN_AXES),
+    "glorot_uniform": jax.nn.initializers.glorot_uniform(**_FAN_AXES),
+    "he_normal": jax.nn.initializers.he_normal(**_FAN_AXES),
+    "he_uniform": jax.nn.initializers.he_uniform(**_FAN_AXES),
+    "lecun_normal": jax.nn.initializers.lecun_normal(**_FAN_AXES),
+    "lecun_uniform": jax.nn.initializers.lecun_uniform(**_FAN_AXES),
+    "zeros": jax.nn.initializers.zeros,
+}
+"""Weight initialisers by name, set up for weights of shape ``(n_out, n_in)``."""
+
+
+def get_initializer(name: str) -> jax.nn.initializers.Initializer:
+    """Look up a weight initialiser by name.
+
+    Raises:
+        ValueError: if the name is unknown; the message lists the known names.
+    """
+    try:
+        return INITIALIZERS[name]
+    except KeyError:
+        known = ", ".join(INITIALIZERS)
+        raise ValidationError(
+            f"unknown initializer {name!r}; expected one of: {known}"
+        ) from None
+
+
 def default_initializer(activation: str) -> jax.nn.initializers.Initializer:
-    """The initialiser that keeps activations' variance steady for ``activation``.
+    """Pick the initialiser that keeps activations' variance steady for ``activation``.
 
     He (Kaiming) normal for ReLU and GELU, Glorot (Xavier) normal for sigmoid and
     tanh, LeCun normal for identity and softmax outputs.
     """
-    # Weights are stored (n_out, n_in), so fan-in is the last axis.
-    axes = {"in_axis": -1, "out_axis": -2}
     if activation in ("relu", "gelu"):
-        return jax.nn.initializers.he_normal(**axes)
+        return INITIALIZERS["he_normal"]
     if activation in ("sigmoid", "tanh"):
-        return jax.nn.initializers.glorot_normal(**axes)
-    return jax.nn.initializers.lecun_normal(**axes)
+        return INITIALIZERS["glorot_normal"]
+    return INITIALIZERS["lecun_normal"]
+
+
+InitializerSpec = jax.nn.initializers.Initializer | str | None
+
+
+def _layer_initializers(
+    network: Network, initializer: InitializerSpec | Sequence[InitializerSpec]
+) -> list[jax.nn.initializers.Initializer]:
+    if initializer is None or isinstance(initializer, str) or callable(initializer):
+        initializer = [initializer] * network.num_layers
+    initializer = list(initializer)
+    if len(initializer) != network.num_layers:
+        raise ValidationError(
+            f"initializer needs one entry per layer ({network.num_layers}), got "
+            f"{len(initializer)}; or pass a single initializer for every layer"
+        )
+    chosen = []
+    for activation, spec in zip(network.activations, initializer, strict=True):
+        if spec is None:
+            chosen.append(default_initializer(activation))
+        elif isinstance(spec, str):
+            chosen.append(get_initializer(spec))
+        else:
+            chosen.append(spec)
+    return chosen
 
 
 def init_params(
     network: Network,
     key: Array,
     dtype: jnp.dtype = jnp.float32,
-    initializer: jax.nn.initializers.Initializer | None = None,
+    initializer: InitializerSpec | Sequence[InitializerSpec] = None,
 ) -> Params:
     """Draw random weights and zero biases for ``network``.
 
@@ -212,17 +267,19 @@ def init_params(
         network: the network to initialise.
         key: a JAX PRNG key.
         dtype: the floating dtype of every parameter.
-        initializer: one ``jax.nn.initializers`` initialiser for every layer. By
-            default each layer gets :func:`default_initializer` of its activation.
+        initializer: one initialiser for every layer, or one per layer. Each is a
+            ``jax.nn.initializers`` function (which receives the weight shape
+            ``(n_out, n_in)``), a name from :data:`INITIALIZERS`, or None for
+            :func:`default_initializer` of the layer's activation (the default).
 
     Returns:
         One :class:`Dense` record per layer.
     """
     dtype = check_float_dtype(dtype)
     keys = jax.random.split(check_key(key), network.num_layers)
+    inits = _layer_initializers(network, initializer)
     params = []
-    for i, layer_key in enumerate(keys):
-        init = initializer or default_initializer(network.activations[i])
+    for i, (layer_key, init) in enumerate(zip(keys, inits, strict=True)):
         w = init(layer_key, network.weight_shape(i), dtype)
         b = jnp.zeros(network.bias_shape(i), dtype)
         params.append(Dense(w=w, b=b))
