@@ -40,6 +40,7 @@ from jbp.training import with_frozen
 from jbp.validation import (
     check_batch_size,
     check_inputs,
+    check_learning_rate,
     check_loss_fits,
     check_params,
     check_steps,
@@ -210,8 +211,11 @@ def set_hyperparameter(state: TrainState, name: str, value: float) -> TrainState
     by the schedule at every step, so setting it has no lasting effect.
 
     Raises:
-        ValidationError: if the optimiser state has no hyperparameter ``name``.
+        ValidationError: if the optimiser state has no hyperparameter ``name``, or
+            a learning rate is not a finite number greater than 0.
     """
+    if name == "learning_rate":
+        value = check_learning_rate(value)
     old = optax.tree_utils.tree_get(state.opt_state, name, default=None)
     if old is None:
         raise ValidationError(

@@ -69,3 +69,21 @@ def test_bad_options_exit_2_in_one_line(arguments, message):
     assert len(lines) == 1
     assert message in lines[0]
     assert "Traceback" not in process.stderr
+
+
+def test_unexpected_error_keeps_traceback(monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("a bug, not a user error")
+
+    monkeypatch.setattr("jbp.cli.reproduce.compare", broken)
+    with pytest.raises(RuntimeError, match="a bug, not a user error"):
+        main(["reproduce"])
+
+
+def test_ctrl_c_exits_130(monkeypatch, capsys):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("jbp.cli.reproduce.compare", interrupted)
+    assert main(["reproduce"]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -15,8 +15,10 @@ from jbp import (
     forward,
     init_opt_state,
     init_params,
+    init_state,
     loss_value,
     params_from_lists,
+    set_hyperparameter,
     train,
 )
 from jbp.validation import MAX_STEPS
@@ -210,3 +212,12 @@ def test_init_params_checks_key_and_dtype():
         init_params(network, 0)
     with pytest.raises(ValidationError, match="must be a floating dtype"):
         init_params(network, jax.random.key(0), jnp.int32)
+
+
+@pytest.mark.parametrize("rate", [0.0, -0.5, float("nan"), float("inf"), "0.1"])
+def test_set_learning_rate_rejects_bad_values(small, rate):
+    network, params, _, _ = small
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    state = init_state(network, optimizer, params, key=0)
+    with pytest.raises(ValidationError, match="learning_rate must be"):
+        set_hyperparameter(state, "learning_rate", rate)
