@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jbp.cli import reproduce
+from jbp.cli import check, explain, reproduce
 from jbp.errors import ValidationError
 
 EXIT_USAGE = 2
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
-    for module in (reproduce,):
+    for module in (reproduce, explain, check):
         module.add_parser(commands)
     return parser
 
