@@ -13,7 +13,9 @@ from jbp.backprop import (
     chain_rule_grad,
     loss_value,
 )
+from jbp.derivation import Derivation, derive
 from jbp.errors import ValidationError
+from jbp.gradcheck import GradientCheck, check_gradients
 from jbp.losses import LOSSES, Loss, get_loss
 from jbp.netfile import NetworkFile, parse_network, read_network_file
 from jbp.network import (
@@ -27,6 +29,7 @@ from jbp.network import (
     init_params,
     params_from_lists,
 )
+from jbp.render import render
 from jbp.training import (
     RULES,
     TrainResult,
@@ -43,6 +46,8 @@ __all__ = [
     "Activation",
     "Backward",
     "Dense",
+    "Derivation",
+    "GradientCheck",
     "Loss",
     "Network",
     "NetworkFile",
@@ -53,7 +58,9 @@ __all__ = [
     "autodiff_grad",
     "backpropagate",
     "chain_rule_grad",
+    "check_gradients",
     "default_initializer",
+    "derive",
     "forward",
     "forward_trace",
     "get_activation",
@@ -65,6 +72,7 @@ __all__ = [
     "params_from_lists",
     "parse_network",
     "read_network_file",
+    "render",
     "train",
     "with_frozen",
 ]

@@ -330,6 +330,9 @@ def derive(file: NetworkFile, form: str = "auto") -> Derivation:
         batch = example_count(file)
         if file.x.ndim == 1:
             examples = [_one_example(file, params, x, t, None)]
+        elif batch == 1:
+            # A batch of one is written as a single example: its mean is itself.
+            examples = [_one_example(file, params, x[0], t[0], None)]
         else:
             examples = [
                 _one_example(file, params, x[n], t[n], n + 1) for n in range(batch)

@@ -91,7 +91,9 @@ def plot_network(derivation: Derivation, path: str | Path) -> Path:
                     zorder=1,
                 )
                 if labelled:
-                    fraction = 0.3 + 0.4 * ((j + k) % 3) / 2
+                    # Spread the labels of crossing edges: the k-th input's
+                    # edges are labelled at their own fraction of the length.
+                    fraction = 0.3 + 0.4 * k / max(1, w.shape[1] - 1)
                     xm, ym = x0 + fraction * (x1 - x0), y0 + fraction * (y1 - y0)
                     axes.text(
                         xm,
@@ -117,7 +119,14 @@ def plot_network(derivation: Derivation, path: str | Path) -> Path:
                 forward = sections[("forward", layer - 1)].equations
                 net = forward[j].value
                 out = forward[size + j].value
-                label = f"{name}\nnet {_short(net)}\nout {_short(out)}"
+                bias = file.biases[layer - 1]
+                bias_name = file.names.biases[layer - 1]
+                if bias.ndim:
+                    bias, bias_name = bias[j], bias_name[j]
+                label = (
+                    f"{name}\nnet {_short(net)}\nout {_short(out)}\n"
+                    f"{bias_name}={_short(bias)}"
+                )
             axes.scatter(
                 [x], [y], s=2600, color="#f4f1de", edgecolors="#3d405b", zorder=4
             )

@@ -232,11 +232,13 @@ def write(notation: Notation, expr: Expr, numeric: bool) -> Written:
             right_text = notation.bracket(right_text)
         return Written(f"{left.text} - {right_text}", SUM, left.negative)
     if op == "mul":
+        # Every negative factor is bracketed, so a product never starts with a
+        # minus sign and reads the same inside a sum: 0.5 + (-0.4) * 0.2.
         texts = []
-        for i, arg in enumerate(args):
-            needs = arg.precedence < PRODUCT or (i > 0 and arg.negative)
+        for arg in args:
+            needs = arg.precedence < PRODUCT or arg.negative
             texts.append(notation.bracket(arg.text) if needs else arg.text)
-        return Written(notation.times.join(texts), PRODUCT, args[0].negative)
+        return Written(notation.times.join(texts), PRODUCT, False)
     if op == "div":
         return notation.divide(*args)
     if op == "neg":
