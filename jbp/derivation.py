@@ -18,6 +18,7 @@ and a table per neuron. :data:`CHAIN_RULE_LIMIT` picks between them.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -30,6 +31,7 @@ from jbp.backprop import backpropagate, loss_value
 from jbp.errors import ValidationError
 from jbp.losses import get_loss
 from jbp.netfile import NetworkFile
+from jbp.network import Network
 
 CHAIN_RULE_LIMIT = 64
 """The most chain-rule derivations (parameters times examples) of the chain form.
@@ -205,9 +207,13 @@ class Derivation(NamedTuple):
 
 def output_form(file: NetworkFile) -> str:
     """Say how the output layer's ``dE/dnet`` is written for its loss and activation."""
-    if get_loss(file.loss).name in ("cross_entropy", "binary_cross_entropy"):
+    return _output_form(file.network, file.loss)
+
+
+def _output_form(network: Network, loss: str) -> str:
+    if loss in ("cross_entropy", "binary_cross_entropy"):
         return LOGITS
-    if file.network.activations[-1] == "softmax":
+    if network.activations[-1] == "softmax":
         return SOFTMAX_JACOBIAN
     return ELEMENTWISE
 
@@ -246,43 +252,37 @@ class _Example(NamedTuple):
     nets: tuple[np.ndarray, ...]
     outs: tuple[np.ndarray, ...]
     deltas: tuple[np.ndarray, ...]
+    slopes: tuple[np.ndarray | None, ...]
     grads: tuple[tuple[np.ndarray, np.ndarray], ...]
     t: np.ndarray
     dE_dout: np.ndarray | None
-    dout_dnet: np.ndarray
+    dout_dnet: np.ndarray | None
     p: np.ndarray | None
     error_terms: np.ndarray
     loss: float
 
 
-def _numpy(value) -> np.ndarray:
-    return np.asarray(value, dtype=np.float64)
-
-
-def _one_example(file: NetworkFile, params, x, t, number: int | None) -> _Example:
-    network = file.network
-    loss = get_loss(file.loss)
-    backward = backpropagate(network, params, x, t, file.loss)
+def _example_arrays(network: Network, loss_name: str, params, x, t) -> dict:
+    """Compute every value of one example's derivation (``x`` of shape (n_in,))."""
+    loss = get_loss(loss_name)
+    backward = backpropagate(network, params, x, t, loss_name)
     trace = backward.trace
     net, out = trace.nets[-1], trace.outs[-1]
     classes = network.out_size
     if jnp.issubdtype(t.dtype, jnp.integer):
         target = jax.nn.one_hot(t, classes, dtype=net.dtype)
     else:
-        target = t
+        target = t.astype(net.dtype)
 
-    form = output_form(file)
     activation = get_activation(network.activations[-1])
-    p = None
-    dE_dout = None
-    if form == LOGITS:
+    p = dE_dout = dout_dnet = None
+    if _output_form(network, loss_name) == LOGITS:
         if loss.name == "cross_entropy":
             p = jax.nn.softmax(net)
             error_terms = -target * jax.nn.log_softmax(net)
         else:
             p = jax.nn.sigmoid(net)
             error_terms = optax.sigmoid_binary_cross_entropy(net, target)
-        dout_dnet = jnp.zeros((classes, classes))
     else:
         dE_dout = jax.grad(lambda o: loss.per_example(net, o, target))(out)
         if activation.derivative is None:
@@ -294,19 +294,71 @@ def _one_example(file: NetworkFile, params, x, t, number: int | None) -> _Exampl
         else:
             error_terms = optax.squared_error(out, target) / classes
 
+    slopes = []
+    for layer, name in enumerate(network.activations):
+        derivative = get_activation(name).derivative
+        slopes.append(
+            None
+            if derivative is None
+            else derivative(trace.nets[layer], trace.outs[layer])
+        )
+    return {
+        "inputs": trace.inputs,
+        "nets": trace.nets,
+        "outs": trace.outs,
+        "deltas": backward.deltas,
+        "slopes": tuple(slopes),
+        "grads": tuple((g.w, g.b) for g in backward.grads),
+        "t": target,
+        "dE_dout": dE_dout,
+        "dout_dnet": dout_dnet,
+        "p": p,
+        "error_terms": error_terms,
+        "loss": loss_value(network, params, x, t, loss_name),
+    }
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _all_arrays(network: Network, loss_name: str, params, x, t):
+    """Compute every example's values, the batch gradient and the batch loss.
+
+    One compiled function per network keeps the derivation of a small network
+    quick: without it, every operation would be compiled on its own.
+    """
+    batch = x.reshape(-1, network.in_size)
+    targets = t.reshape((batch.shape[0], *t.shape[x.ndim - 1 :]))
+    per_example = jax.vmap(
+        lambda xn, tn: _example_arrays(network, loss_name, params, xn, tn)
+    )(batch, targets)
+    whole = backpropagate(network, params, x, t, loss_name)
+    grads = tuple((g.w, g.b) for g in whole.grads)
+    return per_example, grads, loss_value(network, params, x, t, loss_name)
+
+
+def _numpy(value) -> np.ndarray:
+    return np.asarray(value, dtype=np.float64)
+
+
+def _pick(arrays: dict, n: int, number: int | None) -> _Example:
+    """Take example ``n`` out of the vectorised values, as NumPy arrays."""
+
+    def take(value):
+        return None if value is None else _numpy(value[n])
+
     return _Example(
         number=number,
-        inputs=tuple(_numpy(a) for a in trace.inputs),
-        nets=tuple(_numpy(a) for a in trace.nets),
-        outs=tuple(_numpy(a) for a in trace.outs),
-        deltas=tuple(_numpy(d) for d in backward.deltas),
-        grads=tuple((_numpy(g.w), _numpy(g.b)) for g in backward.grads),
-        t=_numpy(target),
-        dE_dout=None if dE_dout is None else _numpy(dE_dout),
-        dout_dnet=_numpy(dout_dnet),
-        p=None if p is None else _numpy(p),
-        error_terms=_numpy(error_terms),
-        loss=float(loss_value(network, params, x, t, file.loss)),
+        inputs=tuple(take(a) for a in arrays["inputs"]),
+        nets=tuple(take(a) for a in arrays["nets"]),
+        outs=tuple(take(a) for a in arrays["outs"]),
+        deltas=tuple(take(a) for a in arrays["deltas"]),
+        slopes=tuple(take(a) for a in arrays["slopes"]),
+        grads=tuple((take(w), take(b)) for w, b in arrays["grads"]),
+        t=take(arrays["t"]),
+        dE_dout=take(arrays["dE_dout"]),
+        dout_dnet=take(arrays["dout_dnet"]),
+        p=take(arrays["p"]),
+        error_terms=take(arrays["error_terms"]),
+        loss=float(arrays["loss"][n]),
     )
 
 
@@ -327,19 +379,15 @@ def derive(file: NetworkFile, form: str = "auto") -> Derivation:
         params = file.params(jnp.float64)
         x = jnp.asarray(file.x, jnp.float64)
         t = jnp.asarray(file.t)
-        batch = example_count(file)
-        if file.x.ndim == 1:
-            examples = [_one_example(file, params, x, t, None)]
-        elif batch == 1:
-            # A batch of one is written as a single example: its mean is itself.
-            examples = [_one_example(file, params, x[0], t[0], None)]
-        else:
-            examples = [
-                _one_example(file, params, x[n], t[n], n + 1) for n in range(batch)
-            ]
-        whole = backpropagate(file.network, params, x, t, file.loss)
-        grads = tuple((_numpy(g.w), _numpy(g.b)) for g in whole.grads)
-        loss = float(loss_value(file.network, params, x, t, file.loss))
+        arrays, grads, loss = _all_arrays(file.network, file.loss, params, x, t)
+        grads = tuple((_numpy(w), _numpy(b)) for w, b in grads)
+        loss = float(loss)
+    batch = example_count(file)
+    if batch == 1:
+        # A batch of one is written as a single example: its mean is itself.
+        examples = [_pick(arrays, 0, None)]
+    else:
+        examples = [_pick(arrays, n, n + 1) for n in range(batch)]
 
     updated = _updated(file, grads)
     sections: list[Section] = []
@@ -694,7 +742,7 @@ def _hidden_neurons(
     # classic text. Elsewhere each path is written dE/dnet_k * dnet_k/dout_h.
     per_output = layer + 1 == top and output_form(file) == ELEMENTWISE
     activation = network.activations[layer]
-    slopes = _activation_derivative(activation, example, layer)
+    slopes = example.slopes[layer]
     if per_output:
         for k, upper in enumerate(above):
             net_k = Symbol("net", upper, number)
@@ -736,13 +784,6 @@ def _hidden_neurons(
         equations.append(Equation(delta, Op("mul", (dE_dout, local)), delta.value))
         factors.append((dE_dout, local))
     return factors
-
-
-def _activation_derivative(name: str, example: _Example, layer: int) -> np.ndarray:
-    with jax.enable_x64(True):
-        net = jnp.asarray(example.nets[layer])
-        out = jnp.asarray(example.outs[layer])
-        return _numpy(get_activation(name).derivative(net, out))
 
 
 def _parameter_equations(
@@ -860,9 +901,7 @@ def _layer_table(
             dout_dnet = example.dout_dnet if elementwise else None
         else:
             dE_dout = example.deltas[layer + 1] @ file.weights[layer + 1]
-            dout_dnet = _activation_derivative(
-                network.activations[layer], example, layer
-            )
+            dout_dnet = example.slopes[layer]
         for j, name in enumerate(names):
             rows.append(
                 NeuronRow(

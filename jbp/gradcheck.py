@@ -21,6 +21,7 @@ an absolute floor of ``FD_ROUNDING * u`` times the largest gradient of the netwo
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -30,6 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 from jbp.backprop import autodiff_grad, chain_rule_grad, loss_value
 from jbp.netfile import NetworkFile
+from jbp.network import Network
 
 EPSILON = float(np.finfo(np.float64).eps)
 STEP_SCALE = EPSILON ** (1 / 3)
@@ -40,6 +42,8 @@ FD_RTOL = 1e-5
 """Relative tolerance between finite differences and an exact gradient."""
 EXACT_RTOL = 1e-9
 """Relative tolerance between the chain rule and ``jax.grad``."""
+CHUNK = 256
+"""Perturbed parameter vectors evaluated together by the finite differences."""
 METHODS = ("chain_rule", "jax_grad", "finite_differences")
 PAIRS = (
     ("chain_rule", "jax_grad"),
@@ -89,26 +93,38 @@ class GradientCheck(NamedTuple):
     agree: bool
 
 
-def _finite_differences(file: NetworkFile, params, x, t):
-    """Return the central differences, the steps and the absolute tolerances."""
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _all_gradients(network: Network, loss: str, params, x, t):
+    """Compute E, the chain rule, ``jax.grad`` and the central differences.
+
+    Returns the loss, the three gradients, the steps and the finite differences'
+    absolute tolerances, each shaped like ``params``. One compiled function per
+    network keeps the check of a small network quick.
+    """
     flat, unravel = ravel_pytree(params)
     steps = STEP_SCALE * jnp.maximum(1.0, jnp.abs(flat))
 
     def loss_at(vector):
-        return loss_value(file.network, unravel(vector), x, t, file.loss)
+        return loss_value(network, unravel(vector), x, t, loss)
 
-    @jax.jit
     def pair(i):
         plus = loss_at(flat.at[i].add(steps[i]))
         minus = loss_at(flat.at[i].add(-steps[i]))
         return jnp.stack([plus, minus])
 
-    values = jax.lax.map(pair, jnp.arange(flat.size), batch_size=256)
+    values = jax.lax.map(pair, jnp.arange(flat.size), batch_size=CHUNK)
     # Divide by the step actually taken, which rounding may shift slightly.
     taken = (flat + steps) - (flat - steps)
-    gradient = (values[:, 0] - values[:, 1]) / taken
+    differences = (values[:, 0] - values[:, 1]) / taken
     atol = FD_ROUNDING * EPSILON * jnp.max(jnp.abs(values), axis=1) / steps
-    return unravel(gradient), unravel(steps), unravel(atol)
+    return (
+        loss_value(network, params, x, t, loss),
+        chain_rule_grad(network, params, x, t, loss),
+        autodiff_grad(network, params, x, t, loss),
+        unravel(differences),
+        unravel(steps),
+        unravel(atol),
+    )
 
 
 def _as_numpy(params) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
@@ -145,11 +161,12 @@ def check_gradients(file: NetworkFile) -> GradientCheck:
         params = file.params(jnp.float64)
         x = jnp.asarray(file.x, jnp.float64)
         t = jnp.asarray(file.t)
-        loss = float(loss_value(file.network, params, x, t, file.loss))
-        chain = _as_numpy(chain_rule_grad(file.network, params, x, t, file.loss))
-        exact = _as_numpy(autodiff_grad(file.network, params, x, t, file.loss))
-        fd, steps, fd_atol = _finite_differences(file, params, x, t)
-        fd, steps, fd_atol = _as_numpy(fd), _as_numpy(steps), _as_numpy(fd_atol)
+        loss, chain, exact, fd, steps, fd_atol = _all_gradients(
+            file.network, file.loss, params, x, t
+        )
+        loss = float(loss)
+        chain, exact, fd = _as_numpy(chain), _as_numpy(exact), _as_numpy(fd)
+        steps, fd_atol = _as_numpy(steps), _as_numpy(fd_atol)
 
     gradients = {"chain_rule": chain, "jax_grad": exact, "finite_differences": fd}
     largest = max(float(np.max(np.abs(array))) for layer in exact for array in layer)
