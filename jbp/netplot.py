@@ -13,8 +13,13 @@ from jbp.derivation import Derivation
 from jbp.errors import ValidationError
 from jbp.render.notation import number_text
 
-LABELLED_EDGES = 64
-"""Networks with more weights than this get coloured edges without labels."""
+LABELLED_EDGES = 16
+"""Networks with more weights than this get edges without labels.
+
+NOTE: beyond about 16 edges the labels overlap (a 3-4-4-2 network has 36), so a
+larger network shows ``|dE/dw|`` only as edge width and shade; ``jbp explain``
+prints the numbers.
+"""
 
 
 def require_matplotlib() -> None:
