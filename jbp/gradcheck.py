@@ -53,7 +53,7 @@ PAIRS = (
 
 
 class Comparison(NamedTuple):
-    """How two methods agree on one layer's weights and bias.
+    """The agreement of two methods on one layer's weights and bias.
 
     Attributes:
         layer: the 0-based layer.
@@ -114,8 +114,8 @@ def _all_gradients(network: Network, loss: str, params, x, t):
 
     values = jax.lax.map(pair, jnp.arange(flat.size), batch_size=CHUNK)
     # Divide by the step actually taken, which rounding may shift slightly.
-    taken = (flat + steps) - (flat - steps)
-    differences = (values[:, 0] - values[:, 1]) / taken
+    step_taken = (flat + steps) - (flat - steps)
+    differences = (values[:, 0] - values[:, 1]) / step_taken
     atol = FD_ROUNDING * EPSILON * jnp.max(jnp.abs(values), axis=1) / steps
     return (
         loss_value(network, params, x, t, loss),

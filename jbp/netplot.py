@@ -1,8 +1,9 @@
 """Draw a network with matplotlib: weights on the edges, values in the nodes.
 
-Each node shows its name, net input and output (for a batch, those of the first
-example); each edge shows its weight and, beside it, ``dE/dw``. Matplotlib belongs
-to the ``experiments`` extra, so it is imported only when a plot is drawn.
+Each node shows its name, net input, output and bias. For a batch, the nodes show
+the first example. Each edge shows its weight and, beside it, ``dE/dw``.
+Matplotlib belongs to the ``experiments`` extra, so it is imported only when a
+plot is drawn.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from jbp.render.notation import number_text
 LABELLED_EDGES = 16
 """Networks with more weights than this get edges without labels.
 
-NOTE: beyond about 16 edges the labels overlap (a 3-4-4-2 network has 36), so a
-larger network shows ``|dE/dw|`` only as edge width and shade; ``jbp explain``
-prints the numbers.
+NOTE: beyond about 16 edges the labels overlap (a 3-4-4-2 network has 36). A
+larger network therefore shows ``|dE/dw|`` only as edge width and shade, and
+``jbp explain`` prints the numbers.
 """
 
 

@@ -42,8 +42,8 @@ E = Symbol("E")
 OUT_O1, NET_O1 = Symbol("out", "o1"), Symbol("net", "o1")
 OUT_H1, NET_H1 = Symbol("out", "h1"), Symbol("net", "h1")
 
-# Figures printed by the worked example ("A Step by Step Backpropagation
-# Example", M. Mazur, 2015), each with the unit of its last printed digit. The
+# Figures printed by the worked example (the source is named in
+# jbp/worked_example.py), each with the unit of its last printed digit. The
 # published -0.019049119 was rounded from rounded factors and lies 0.74 units from
 # the float64 value, so every figure is held to one unit of its last digit.
 PUBLISHED = [
