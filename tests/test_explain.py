@@ -314,6 +314,7 @@ def _check_latex(text, tmp_path):
     assert text.startswith("\\documentclass")
     assert text.rstrip().endswith("\\end{document}")
     _environments_balance(text)
+    assert not re.search(r"&=\s*$", text, re.MULTILINE), "equation with no right side"
     bodies = re.findall(r"\\begin\{align\*\}\n(.*?)\n\\end\{align\*\}", text, re.S)
     assert len(bodies) > 5
     # Each distinct left side, symbolic side and number format is parsed once:

@@ -258,7 +258,7 @@ def _delta_equations(derivation: Derivation, layer: int) -> list[Math]:
     if file.network.shared_bias[layer]:
         equations.append(
             Math(
-                "dE/db = sum_j dE/db_j (one bias shared by the layer)",
+                "dE/db = sum_j delta_j (one bias shared by the layer)",
                 r"\frac{\partial E}{\partial b} = \sum_j \delta_j",
             )
         )

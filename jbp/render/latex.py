@@ -52,9 +52,12 @@ class LatexWriter(Writer):
 
     def equation(self, parts: list[str], note: Prose | None = None) -> None:
         """Add a display equation, breaking the line after each ``=``."""
-        body = " \\\\\n  &= ".join(parts[1:])
         self.lines.append(r"\begin{align*}")
-        self.lines.append(f"  {parts[0]} &= {body}")
+        if len(parts) == 1:
+            self.lines.append(f"  {parts[0]}")
+        else:
+            body = " \\\\\n  &= ".join(parts[1:])
+            self.lines.append(f"  {parts[0]} &= {body}")
         if note:
             self.lines[-1] += rf" && \text{{({_latex(note)})}}"
         self.lines.extend([r"\end{align*}", ""])

@@ -33,6 +33,8 @@ class TextWriter(Writer):
 
     def table(self, headers: list[Prose], rows: list[list[str]]) -> None:
         """Add a table with aligned columns."""
+        if self.lines and self.lines[-1]:
+            self.lines.append("")
         cells = [[_plain(h) for h in headers], *rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
         for i, row in enumerate(cells):
