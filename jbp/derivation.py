@@ -2,7 +2,8 @@
 
 :func:`derive` turns a :class:`~jbp.netfile.NetworkFile` into data: the forward pass,
 the error terms, the chain rule for every weight and bias with the numbers in it, and
-the update ``w+ = w - eta dE/dw``. It holds no text; :mod:`jbp.render` writes it out.
+the update ``w+ = w - eta dE/dw``. It contains no text, because :mod:`jbp.render`
+writes it out.
 
 Each equation is ``lhs = rhs = value``, where ``rhs`` is an expression tree whose
 leaves carry both a symbol and its value, so a renderer can print the symbolic form
@@ -34,7 +35,7 @@ from jbp.netfile import NetworkFile
 from jbp.network import Network
 
 CHAIN_RULE_LIMIT = 64
-"""The most chain-rule derivations (parameters times examples) of the chain form.
+"""The maximum number of chain-rule derivations (parameters times examples).
 
 Beyond it, ``form="auto"`` gives the delta form. The worked example needs 10, a
 3-4-4-2 network with a bias per neuron and one example needs 46.
@@ -42,7 +43,7 @@ Beyond it, ``form="auto"`` gives the delta form. The worked example needs 10, a
 
 FORMS = ("auto", "chain", "delta")
 
-# How the output layer's dE/dnet is written:
+# Forms of the output layer's dE/dnet:
 ELEMENTWISE = "elementwise"  # dE/dout * dout/dnet, for half_sse and mse
 SOFTMAX_JACOBIAN = "softmax_jacobian"  # sum_k dE/dout_k dout_k/dnet_j
 LOGITS = "logits"  # p - t, for the cross-entropy losses on the net input
@@ -423,7 +424,7 @@ def derive(file: NetworkFile, form: str = "auto") -> Derivation:
 
 
 def _updated(file: NetworkFile, grads) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """One SGD step, ``w+ = w - eta dE/dw``, for the parameters that train."""
+    """Take one SGD step, ``w+ = w - eta dE/dw``, for the parameters that train."""
     network, eta = file.network, file.learning_rate
     result = []
     for layer, (dw, db) in enumerate(grads):
@@ -442,7 +443,7 @@ def _neuron(file: NetworkFile, layer: int, j: int) -> str:
 
 
 def _input_symbol(file: NetworkFile, layer: int, k: int, number: int | None) -> Symbol:
-    """The symbol of input ``k`` of ``layer``: an input feature or a neuron's out."""
+    """Name input ``k`` of ``layer``: an input feature or a neuron's out."""
     if layer == 0:
         return Symbol("x", file.names.inputs[k], number)
     return Symbol("out", _neuron(file, layer - 1, k), number)
@@ -463,7 +464,7 @@ def _bias_value(file: NetworkFile, layer: int, j: int) -> float:
 
 
 def _activation_expr(name: str, net: list[Var], j: int) -> Expr:
-    """The activation of neuron ``j`` as an expression of the layer's net inputs."""
+    """Write neuron ``j``'s activation as an expression of the layer's net inputs."""
     z = net[j]
     if name == "sigmoid":
         return Op(
@@ -546,7 +547,7 @@ def _forward_sections(file: NetworkFile, example: _Example) -> list[Section]:
 
 
 def _output_vars(file: NetworkFile, example: _Example):
-    """The output layer's net, out, p (or None) and t leaves of one example."""
+    """Build the output layer's net, out, p (or None) and t leaves of one example."""
     top = file.network.num_layers - 1
     number = example.number
     names = file.names.neurons[top]
@@ -637,7 +638,7 @@ def _batch_error_section(examples: list[_Example], loss: float) -> Section:
 
 
 def _backward_section(file: NetworkFile, example: _Example, layer: int) -> Section:
-    """The chain rule for every parameter of ``layer`` on one example."""
+    """Write the chain rule for every parameter of ``layer`` on one example."""
     network = file.network
     top = network.num_layers - 1
     number = example.number

@@ -1,6 +1,6 @@
 """Network files: a small network written by hand, as JSON or TOML.
 
-A file holds the layers (weights as one row per neuron, with the weights into that
+A file contains the layers (weights as one row per neuron, with the weights into that
 neuron), a bias per neuron or one shared by the layer, an activation per layer, the
 inputs ``x`` and targets ``t`` (one example or a batch), the loss, the learning rate,
 which parameters train, and optional names for inputs, neurons, weights and biases.

@@ -1,8 +1,9 @@
 """The layout of an explanation, shared by the text, Markdown and LaTeX writers.
 
-:func:`write_document` walks a :class:`~jbp.derivation.Derivation` and asks a
-:class:`Writer` for headings, paragraphs, equations and tables. Prose that holds maths
-is built from :class:`Math` pieces, so each writer can set it in its own notation.
+:func:`write_document` walks a :class:`~jbp.derivation.Derivation` and calls a
+:class:`Writer` to add headings, paragraphs, equations and tables. Prose that
+contains maths is built from :class:`Math` pieces, so each writer can set it in its
+own notation.
 """
 
 from __future__ import annotations

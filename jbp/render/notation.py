@@ -254,11 +254,6 @@ def write(notation: Notation, expr: Expr, numeric: bool) -> Written:
     return notation.call(op, args[0].text)
 
 
-def is_leaf(expr: Expr | None) -> bool:
-    """Whether ``expr`` is a single symbol, derivative or number."""
-    return isinstance(expr, (Var, Partial, Const))
-
-
 def equation_parts(notation: Notation, equation: Equation) -> list[str]:
     """Write ``lhs = symbolic rhs = numeric rhs = value``, leaving out repeats."""
     lhs = equation.lhs
