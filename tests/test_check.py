@@ -132,9 +132,17 @@ def _write_bad(tmp_path, content):
     return path
 
 
-@pytest.mark.parametrize("command", ["explain", "check"])
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_one_line_exit_2(case, command, tmp_path):
+# Each bad input runs once in a subprocess (no traceback may escape the process),
+# alternating between the commands, and through main() for both commands.
+SUBPROCESS_CASES = [
+    (case, ("explain", "check")[i % 2]) for i, case in enumerate(BAD_INPUTS)
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "command"), SUBPROCESS_CASES, ids=[f"{c}-{m}" for c, m in SUBPROCESS_CASES]
+)
+def test_bad_input_subprocess_exit_2(case, command, tmp_path):
     content, message = BAD_INPUTS[case]
     path = _write_bad(tmp_path, content)
     process = subprocess.run(
@@ -149,3 +157,23 @@ def test_bad_input_one_line_exit_2(case, command, tmp_path):
     assert len(lines) == 1, process.stderr
     assert lines[0].startswith(f"jbp {command}: error: ")
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("command", ["explain", "check"])
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_main_exit_2(case, command, tmp_path, capsys):
+    content, message = BAD_INPUTS[case]
+    path = _write_bad(tmp_path, content)
+    assert main([command, str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert message in lines[0]
+
+
+def test_invalid_toml_gives_line(tmp_path):
+    path = tmp_path / "net.toml"
+    path.write_text("x = [0.05, 0.1]\nloss = half_sse\n")
+    with pytest.raises(jbp.ValidationError, match=r"invalid TOML: .*line 2, column 8"):
+        jbp.read_network_file(path)
