@@ -29,7 +29,6 @@ from jbp.network import (
     init_params,
     params_from_lists,
 )
-from jbp.render import render
 from jbp.training import (
     RULES,
     TrainResult,
@@ -72,7 +71,6 @@ __all__ = [
     "params_from_lists",
     "parse_network",
     "read_network_file",
-    "render",
     "train",
     "with_frozen",
 ]
