@@ -15,7 +15,9 @@ from jbp.backprop import (
 )
 from jbp.checkpoint import checkpoint_steps, restore_checkpoint, save_checkpoint
 from jbp.data import Batches, Split, epoch_batches, num_batches, train_test_split
+from jbp.derivation import Derivation, derive
 from jbp.errors import DivergenceError, TrainingInterrupted, ValidationError
+from jbp.gradcheck import GradientCheck, check_gradients
 from jbp.losses import LOSSES, Loss, get_loss
 from jbp.netfile import NetworkFile, parse_network, read_network_file
 from jbp.network import (
@@ -69,8 +71,10 @@ __all__ = [
     "Backward",
     "Batches",
     "Dense",
+    "Derivation",
     "DivergenceError",
     "FitResult",
+    "GradientCheck",
     "History",
     "Loss",
     "Network",
@@ -86,10 +90,12 @@ __all__ = [
     "backpropagate",
     "batch_sharding",
     "chain_rule_grad",
+    "check_gradients",
     "checkpoint_steps",
     "constrain_batch",
     "data_mesh",
     "default_initializer",
+    "derive",
     "epoch_batches",
     "fit",
     "forward",

@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from jbp.cli import reproduce
+from jbp.cli import check, explain, reproduce
 from jbp.errors import ValidationError
 from jbp.validation import MAX_STEPS
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
     )
-    for module in (reproduce,):
+    for module in (reproduce, explain, check):
         module.add_parser(commands)
     return parser
 
