@@ -163,7 +163,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its outputs; return the exit status."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Only this script's own lines at INFO; JAX's INFO lines (such as the TPU
+    # probe) would only clutter the progress log.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    LOG.setLevel(logging.INFO)
     settings = SMOKE if args.smoke else FULL
     results = run_all(settings)
     for path in write_outputs(results, args.out):

@@ -177,3 +177,12 @@ def test_measure_repeats_until_total():
 
     result, _ = timing.measure(nap, repeats=1, min_total_s=0.05)
     assert result.repeats >= 5
+
+
+def test_measure_interleaved_takes_turns():
+    order = []
+    runs = {name: (lambda name=name: order.append(name)) for name in ("a", "b")}
+    timings = timing.measure_interleaved(runs, repeats=3)
+    assert order == ["a", "b"] * 4
+    assert timings["a"][0].repeats == 3
+    assert timings["b"][0].repeats == 3

@@ -23,7 +23,7 @@ import optax
 import jbp
 from bench import mlp
 from bench.loops import fixed_batch_loop, sgd
-from bench.timing import measure
+from bench.timing import measure_interleaved
 
 AGREEMENT_RTOL = mlp.AGREEMENT_RTOL
 
@@ -96,8 +96,6 @@ def measure_depth(
         )
         return result.losses
 
-    jbp_timing, jbp_losses = measure(run_jbp, repeats)
-
     scanned = stack_hidden(data.params)
     scanned_state = optimizer.init(scanned)
     scanned_split = _lower_and_compile(
@@ -107,7 +105,8 @@ def measure_depth(
     def run_scanned():
         return train_scanned(scanned, scanned_state, x, t, optimizer, steps)[1]
 
-    scanned_timing, scanned_losses = measure(run_scanned, repeats)
+    timings = measure_interleaved({"jbp": run_jbp, "scanned": run_scanned}, repeats)
+    (jbp_timing, jbp_losses), (scanned_timing, scanned_losses) = timings.values()
 
     jbp_losses, scanned_losses = np.asarray(jbp_losses), np.asarray(scanned_losses)
     deviation = float(np.max(np.abs(scanned_losses - jbp_losses) / np.abs(jbp_losses)))

@@ -23,7 +23,7 @@ import numpy as np
 
 import jbp
 from bench.loops import scan_over_batches, sgd
-from bench.timing import Timing, measure
+from bench.timing import Timing, measure_interleaved
 from bench.worked_example import Skipped
 
 LOSS = "cross_entropy"
@@ -257,10 +257,21 @@ def _orthonormal(n_in: int, n_out: int, seed: int) -> np.ndarray:
     return (q if n_in >= n_out else q.T).astype(np.float32)
 
 
-def matmul_rate(
-    batch: int, n_in: int, n_out: int, seconds: float, repeats: int
-) -> dict[str, Any]:
-    """Measure ``jnp.dot`` FLOP/s at one layer's shapes, inside one jitted loop.
+class MatmulRun(NamedTuple):
+    """A timed loop of matmuls at one layer's shapes, and the FLOPs of one call."""
+
+    shape: tuple[int, int, int]
+    run: Callable[[], Any]
+    flops: int
+
+
+def _matmul_iterations(batch: int, n_in: int, n_out: int, seconds: float) -> int:
+    # Sized for a rough 5e10 FLOP/s, so that one call lasts about ``seconds``.
+    return max(1, int(seconds * 5e10 / (4 * batch * n_in * n_out)))
+
+
+def prepare_matmul(batch: int, n_in: int, n_out: int, seconds: float) -> MatmulRun:
+    """Prepare a jitted loop of ``jnp.dot`` at one layer's shapes.
 
     Each iteration multiplies ``x (batch, n_in)`` by ``w (n_in, n_out)`` and the
     result by ``w.T``: the shapes of the layer's forward and input-gradient
@@ -270,15 +281,12 @@ def matmul_rate(
 
     Args:
         batch, n_in, n_out: the matmul shapes.
-        seconds: the rough length of one timed call; sets the iteration count.
-        repeats: timed calls after the first.
+        seconds: the rough length of one call; sets the iteration count.
     """
     w = _orthonormal(n_in, n_out, seed=n_in * 7919 + n_out)
     w_back = np.ascontiguousarray(w.T)
     x = np.random.default_rng(0).standard_normal((batch, n_in), dtype=np.float32)
-    flops_per_iteration = 4 * batch * n_in * n_out
-    # Sized for a rough 5e10 FLOP/s, so one call lasts about ``seconds``.
-    iterations = max(1, int(seconds * 5e10 / flops_per_iteration))
+    iterations = _matmul_iterations(batch, n_in, n_out, seconds)
 
     @jax.jit
     def loop(x, w, w_back):
@@ -286,20 +294,15 @@ def matmul_rate(
             0, iterations, lambda _, x: jnp.dot(jnp.dot(x, w), w_back), x
         )
 
-    timing, _ = measure(lambda: loop(x, w, w_back), repeats)
-    flops = flops_per_iteration * iterations
-    return {
-        "shape": [batch, n_in, n_out],
-        "iterations": iterations,
-        "timing": timing.to_json(),
-        "flops_per_s": flops / timing.best_s,
-    }
+    x, w, w_back = jnp.asarray(x), jnp.asarray(w), jnp.asarray(w_back)
+    flops = 4 * batch * n_in * n_out * iterations
+    return MatmulRun((batch, n_in, n_out), lambda: loop(x, w, w_back), flops)
 
 
-def torch_matmul_rate(
-    batch: int, n_in: int, n_out: int, seconds: float, repeats: int
-) -> dict[str, Any] | None:
-    """Measure ``torch.mm`` FLOP/s at the same shapes, or None without PyTorch."""
+def prepare_torch_matmul(
+    batch: int, n_in: int, n_out: int, seconds: float
+) -> MatmulRun | None:
+    """Prepare the same loop with ``torch.mm``, or return None without PyTorch."""
     try:
         import torch
     except ImportError:
@@ -307,8 +310,7 @@ def torch_matmul_rate(
     w = torch.from_numpy(_orthonormal(n_in, n_out, seed=n_in * 7919 + n_out))
     w_back = w.T.contiguous()
     x0 = torch.randn(batch, n_in)
-    flops_per_iteration = 4 * batch * n_in * n_out
-    iterations = max(1, int(seconds * 5e10 / flops_per_iteration))
+    iterations = _matmul_iterations(batch, n_in, n_out, seconds)
 
     def run():
         x = x0
@@ -316,12 +318,8 @@ def torch_matmul_rate(
             x = torch.mm(torch.mm(x, w), w_back)
         return x
 
-    timing, _ = measure(run, repeats)
-    return {
-        "shape": [batch, n_in, n_out],
-        "timing": timing.to_json(),
-        "flops_per_s": flops_per_iteration * iterations / timing.best_s,
-    }
+    flops = 4 * batch * n_in * n_out * iterations
+    return MatmulRun((batch, n_in, n_out), run, flops)
 
 
 def layer_shapes(spec: MlpSpec) -> list[tuple[int, int, int]]:
@@ -330,24 +328,38 @@ def layer_shapes(spec: MlpSpec) -> list[tuple[int, int, int]]:
     return sorted({(spec.batch, n_in, n_out) for n_in, n_out in pairs})
 
 
+def _prepare_contenders(
+    contenders: tuple[Contender, ...], data: MlpData, log
+) -> tuple[dict[str, tuple[Contender, Prepared]], list[dict[str, Any]]]:
+    prepared, skipped = {}, []
+    for contender in contenders:
+        try:
+            prepared[contender.name] = (
+                contender,
+                contender.build(_data_for(contender, data)),
+            )
+        except Skipped as reason:
+            log(f"  {contender.name}: skipped ({reason})")
+            skipped.append({"name": contender.name, "skipped": str(reason)})
+    return prepared, skipped
+
+
 def _contender_row(
-    contender: Contender, data: MlpData, repeats: int, flops_per_step: int, log
+    contender: Contender,
+    prepared: Prepared,
+    timing: Timing,
+    result: Any,
+    data: MlpData,
+    log,
 ) -> dict[str, Any]:
-    try:
-        prepared = contender.build(_data_for(contender, data))
-    except Skipped as reason:
-        log(f"  {contender.name}: skipped ({reason})")
-        return {"name": contender.name, "skipped": str(reason)}
-    timing: Timing
-    timing, result = measure(prepared.run, repeats)
     losses = prepared.losses(result)
-    samples = data.steps * data.spec.batch
+    flops_per_step = train_flops(data.spec.sizes, data.spec.batch)
     row = {
         "name": contender.name,
         "note": prepared.note,
         "fixed_batch": contender.fixed_batch,
         "timing": timing.to_json(),
-        "samples_per_s": samples / timing.best_s,
+        "samples_per_s": data.steps * data.spec.batch / timing.best_s,
         "flops_per_s": data.steps * flops_per_step / timing.best_s,
         "final_loss": float(losses[-1]),
     }
@@ -358,6 +370,14 @@ def _contender_row(
     return row
 
 
+def _matmul_entry(matmul: MatmulRun, timing: Timing) -> dict[str, Any]:
+    return {
+        "shape": list(matmul.shape),
+        "timing": timing.to_json(),
+        "flops_per_s": matmul.flops / timing.best_s,
+    }
+
+
 def run_spec(
     spec: MlpSpec,
     repeats: int,
@@ -366,7 +386,11 @@ def run_spec(
     contenders: tuple[Contender, ...] = CONTENDERS,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Time every contender on ``spec`` and measure the matmul peak at its shapes.
+    """Time every contender on ``spec`` and the matmul peak at its shapes, in turns.
+
+    The contenders and the ``jnp.dot`` and ``torch.mm`` loops are timed in
+    interleaved rounds (:func:`~bench.timing.measure_interleaved`), so the
+    speed-ups and fractions of the peak compare runs from the same moments.
 
     Returns:
         The rows, the matmul rates of ``jnp.dot`` and ``torch.mm`` at every layer
@@ -378,22 +402,37 @@ def run_spec(
     log(f" {spec.name}, batch {spec.batch}, {spec.steps} steps per run")
     data = make_data(spec)
     deviation = check_agreement(data, contenders, agreement_steps)
-    flops_per_step = train_flops(spec.sizes, spec.batch)
-    rows = [
-        _contender_row(contender, data, repeats, flops_per_step, log)
-        for contender in contenders
-    ]
+    prepared, skipped = _prepare_contenders(contenders, data, log)
+    shapes = layer_shapes(spec)
+    matmuls = {
+        f"jnp.dot {shape}": prepare_matmul(*shape, matmul_seconds) for shape in shapes
+    }
+    for shape in shapes:
+        torch_matmul = prepare_torch_matmul(*shape, matmul_seconds)
+        if torch_matmul is not None:
+            matmuls[f"torch.mm {shape}"] = torch_matmul
 
-    matmuls = [
-        matmul_rate(*shape, matmul_seconds, repeats) for shape in layer_shapes(spec)
+    runs = {name: entry.run for name, (_, entry) in prepared.items()}
+    runs.update({name: matmul.run for name, matmul in matmuls.items()})
+    timings = measure_interleaved(runs, repeats)
+
+    rows = [
+        _contender_row(contender, entry, *timings[name], data, log)
+        for name, (contender, entry) in prepared.items()
     ]
-    torch_matmuls = [
-        torch_matmul_rate(*shape, matmul_seconds, repeats)
-        for shape in layer_shapes(spec)
+    dots = [
+        _matmul_entry(matmul, timings[name][0])
+        for name, matmul in matmuls.items()
+        if name.startswith("jnp.dot")
     ]
-    peak = max(entry["flops_per_s"] for entry in matmuls)
+    torch_dots = [
+        _matmul_entry(matmul, timings[name][0])
+        for name, matmul in matmuls.items()
+        if name.startswith("torch.mm")
+    ]
+    peak = max(entry["flops_per_s"] for entry in dots)
     log(f"  jnp.dot peak at these shapes: {peak / 1e9:.1f} GFLOP/s")
-    rate = {tuple(entry["shape"]): entry["flops_per_s"] for entry in matmuls}
+    rate = {tuple(entry["shape"]): entry["flops_per_s"] for entry in dots}
     pairs = itertools.pairwise(spec.sizes)
     matmul_bound_s = sum(
         flops / rate[(spec.batch, n_in, n_out)]
@@ -402,12 +441,8 @@ def run_spec(
         )
     )
 
-    torch_row = next(
-        (r for r in rows if r["name"] == TORCH and "skipped" not in r), None
-    )
+    torch_row = next((row for row in rows if row["name"] == TORCH), None)
     for row in rows:
-        if "skipped" in row:
-            continue
         row["fraction_of_peak"] = row["flops_per_s"] / peak
         row["matmul_share"] = matmul_bound_s * spec.steps / row["timing"]["best_s"]
         if torch_row is not None:
@@ -416,12 +451,12 @@ def run_spec(
             )
     return {
         "spec": spec._asdict(),
-        "flops_per_step": flops_per_step,
+        "flops_per_step": train_flops(spec.sizes, spec.batch),
         "agreement_steps": agreement_steps,
         "max_relative_deviation": deviation,
-        "rows": rows,
-        "matmul": matmuls,
-        "torch_matmul": [entry for entry in torch_matmuls if entry is not None],
+        "rows": rows + skipped,
+        "matmul": dots,
+        "torch_matmul": torch_dots,
         "peak_flops_per_s": peak,
         "matmul_bound_s_per_step": matmul_bound_s,
     }
@@ -443,10 +478,12 @@ def run_batch_scaling(
     results = []
     for batch in batches:
         steps = max(2, samples // batch)
-        sized = spec._replace(batch=batch, steps=steps)
-        data = make_data(sized)
-        flops_per_step = train_flops(sized.sizes, batch)
-        for contender in contenders:
-            row = _contender_row(contender, data, repeats, flops_per_step, log)
+        data = make_data(spec._replace(batch=batch, steps=steps))
+        prepared, skipped = _prepare_contenders(contenders, data, log)
+        runs = {name: entry.run for name, (_, entry) in prepared.items()}
+        timings = measure_interleaved(runs, repeats)
+        for name, (contender, entry) in prepared.items():
+            row = _contender_row(contender, entry, *timings[name], data, log)
             results.append({"batch": batch, "steps": steps, **row})
+        results.extend({"batch": batch, "steps": steps, **row} for row in skipped)
     return results

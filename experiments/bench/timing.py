@@ -65,3 +65,47 @@ def measure(
         times.append(elapsed)
     timing = Timing(first, min(times), statistics.median(times), len(times))
     return timing, result
+
+
+def measure_interleaved(
+    runs: dict[str, Callable[[], Any]], repeats: int, min_total_s: float = 0.0
+) -> dict[str, tuple[Timing, Any]]:
+    """Time several callables in turns, so that they share the machine's moods.
+
+    Each callable is first called once cold, in order. Then come ``repeats``
+    rounds, and in every round each callable runs until its warm calls in that
+    round add up to ``min_total_s / repeats`` (at least once). On a machine shared
+    with other work, a burst of load then slows every contender of a round alike,
+    and a ratio of best times compares quiet moments with quiet moments.
+
+    Returns:
+        For each name, its timing and the result of its last call.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be 1 or more, got {repeats}")
+    firsts, results = {}, {}
+    for name, run in runs.items():
+        firsts[name], results[name] = _timed(run)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    per_round = min_total_s / repeats
+    for _ in range(repeats):
+        for name, run in runs.items():
+            spent = 0.0
+            while spent <= per_round:
+                elapsed, results[name] = _timed(run)
+                times[name].append(elapsed)
+                spent += elapsed
+                if per_round == 0.0:
+                    break
+    return {
+        name: (
+            Timing(
+                firsts[name],
+                min(times[name]),
+                statistics.median(times[name]),
+                len(times[name]),
+            ),
+            results[name],
+        )
+        for name in runs
+    }

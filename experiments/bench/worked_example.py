@@ -27,7 +27,7 @@ import jbp
 from bench.hlo import inspect_while_loop
 from bench.loops import fixed_batch_loop, sgd
 from bench.machine import find_c_compiler
-from bench.timing import Timing, measure
+from bench.timing import Timing, measure_interleaved
 
 C_SOURCE = Path(__file__).with_name("worked_example.c")
 C_FLAGS = ("-O2", "-shared", "-fPIC")
@@ -417,8 +417,13 @@ def measure_sigmoid(
 
     with jax.enable_x64(True):
         values = jax.numpy.asarray(start_values)
-        xla, xla_result = measure(lambda: xla_loop(values), repeats, min_total_s)
-    c, c_result = measure(run_c, repeats, min_total_s)
+
+    def run_xla():
+        with jax.enable_x64(True):
+            return xla_loop(values)
+
+    timings = measure_interleaved({"xla": run_xla, "c": run_c}, repeats, min_total_s)
+    (xla, xla_result), (c, c_result) = timings["xla"], timings["c"]
     np.testing.assert_allclose(np.asarray(xla_result), c_result, rtol=1e-12)
     return {
         "size": size,
@@ -496,8 +501,9 @@ def run(
 
     Args:
         steps: SGD steps per run.
-        repeats: steady-state repeats per contender (at least).
-        min_total_s: keep repeating until the steady-state runs add up to this.
+        repeats: rounds of steady-state runs, every contender once or more a
+            round (see :func:`~bench.timing.measure_interleaved`).
+        min_total_s: fast contenders repeat until their runs add up to this.
         contenders: what to time; the first is the reference for the ratios.
         log: where progress lines go.
 
@@ -507,20 +513,23 @@ def run(
         and what XLA emitted for jbp's loop.
     """
     example = load_worked_example(steps)
-    rows, skipped = [], []
+    prepared, skipped = {}, []
     for contender in contenders:
         try:
-            prepared = contender.build(example)
+            prepared[contender.name] = contender.build(example)
         except Skipped as reason:
             log(f"  {contender.name}: skipped ({reason})")
             skipped.append({"name": contender.name, "reason": str(reason)})
-            continue
-        timing, result = measure(prepared.run, repeats, min_total_s)
-        rows.append(
-            _row(contender.name, prepared, timing, prepared.final(result), example)
-        )
+
+    runs = {name: entry.run for name, entry in prepared.items()}
+    rows = []
+    for name, (timing, result) in measure_interleaved(
+        runs, repeats, min_total_s
+    ).items():
+        entry = prepared[name]
+        rows.append(_row(name, entry, timing, entry.final(result), example))
         log(
-            f"  {contender.name}: {timing.best_s * 1e3:.3f} ms per {steps:,} steps "
+            f"  {name}: {timing.best_s * 1e3:.3f} ms per {steps:,} steps "
             f"(first call {timing.first_s * 1e3:.1f} ms)"
         )
 
