@@ -3,7 +3,7 @@
 jbp's forward pass is a Python loop over layers, so the traced program, and with it
 XLA's compile time, grows with depth. A network whose hidden layers all have the
 same shape can instead stack their parameters and run one ``lax.scan`` over them:
-the program then holds one layer, whatever the depth. The scanned version here is
+the program then contains one layer, whatever the depth. The scanned version here is
 the benchmark's own, built from the same parameters, and :func:`run` checks that
 it computes the same loss history as ``jbp.train``.
 """

@@ -45,11 +45,11 @@ def inspect_while_loop(text: str) -> dict[str, Any] | None:
     """Summarise the body of the first while loop in optimised HLO ``text``.
 
     Returns:
-        ``small_call``: whether XLA:CPU marked the loop to be compiled into one
-        function (the ``xla_cpu_small_call`` attribute) rather than run as a
-        sequence of separately dispatched kernels; ``operations``: the body's
-        instructions that compute or copy (fusions, copies, dots and the like),
-        by opcode. None if the text has no while loop.
+        None if the text has no while loop. Otherwise ``small_call`` tells whether
+        XLA:CPU marked the loop to be compiled into one function (the
+        ``xla_cpu_small_call`` attribute) rather than run as a sequence of
+        separately dispatched kernels. ``operations`` counts the body's
+        instructions that compute or copy (fusions, copies, dots), by opcode.
     """
     match = re.search(r"\swhile\(.*?body=%?([\w.\-]+)", text)
     if match is None:

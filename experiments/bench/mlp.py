@@ -5,10 +5,10 @@ the same batches, using the mean softmax cross-entropy over integer labels. Befo
 timing, :func:`check_agreement` runs each one for a few steps on one repeated batch
 and requires the same loss history, so no contender can look fast by skipping work.
 
-A contender is a name, whether it trains on one fixed batch (as ``jbp.train`` does)
-or on a different batch each step, and a builder that takes the data and a step
-count and returns a :class:`Prepared` run, or raises :class:`Skipped`. Adding one
-is one builder and one line in :data:`CONTENDERS`.
+A contender is a name, a flag for training on one fixed batch (as ``jbp.train``
+does) rather than a different batch each step, and a builder. The builder takes the
+:class:`MlpData` and returns a :class:`Prepared` run, or raises :class:`Skipped`.
+Adding one is one builder and one line in :data:`CONTENDERS`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ AGREEMENT_RTOL = 1e-4
 """How far a contender's loss history may stray from the first contender's.
 
 float32 matmuls that sum in different orders differ by about 1e-6 relatively, and
-a few SGD steps at a small learning rate do not amplify that much; a contender that
+a few SGD steps at a small learning rate do not amplify that much. A contender that
 skips or changes work differs in the first or second digit.
 """
 
@@ -57,7 +57,7 @@ class MlpSpec(NamedTuple):
 
 
 class MlpData(NamedTuple):
-    """What every contender trains on.
+    """The network, initial parameters and batches that every contender trains on.
 
     Attributes:
         spec: the network and batch settings.
@@ -251,7 +251,7 @@ def check_agreement(
 
 
 def _orthonormal(n_in: int, n_out: int, seed: int) -> np.ndarray:
-    """An ``(n_in, n_out)`` matrix whose rows or columns are orthonormal."""
+    """Draw an ``(n_in, n_out)`` matrix whose rows or columns are orthonormal."""
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((max(n_in, n_out), min(n_in, n_out))))
     return (q if n_in >= n_out else q.T).astype(np.float32)
@@ -323,7 +323,7 @@ def prepare_torch_matmul(
 
 
 def layer_shapes(spec: MlpSpec) -> list[tuple[int, int, int]]:
-    """The distinct ``(batch, n_in, n_out)`` matmul shapes of ``spec``'s layers."""
+    """List the distinct ``(batch, n_in, n_out)`` matmul shapes of the layers."""
     pairs = itertools.pairwise(spec.sizes)
     return sorted({(spec.batch, n_in, n_out) for n_in, n_out in pairs})
 

@@ -34,7 +34,7 @@ class Timing(NamedTuple):
         return max(0.0, self.first_s - self.best_s)
 
     def to_json(self) -> dict[str, float]:
-        """The fields and :attr:`compile_s`, as a JSON object."""
+        """Return the fields and :attr:`compile_s` as a JSON object."""
         return {**self._asdict(), "compile_s": self.compile_s}
 
 

@@ -4,7 +4,7 @@
  * A two-layer sigmoid network with one shared, untrained bias per layer and the
  * loss E = sum_k 1/2 (out_k - t_k)^2 on one example. Weights are stored one row
  * per neuron (the weights into that neuron), as jbp stores them. The sizes come
- * from -DN_IN, -DN_HIDDEN and -DN_OUT so the compiler sees them as constants.
+ * from -DN_IN, -DN_HIDDEN and -DN_OUT so the compiler treats them as constants.
  */
 #include <math.h>
 

@@ -42,7 +42,7 @@ too tight for a loop that skips or changes work.
 
 
 class Skipped(Exception):
-    """Raised by a builder whose contender cannot run here; the message says why."""
+    """Raised by a builder whose contender cannot run here, with the reason."""
 
 
 class WorkedExample(NamedTuple):
@@ -72,7 +72,7 @@ class WorkedExample(NamedTuple):
 
 
 class FinalState(NamedTuple):
-    """Where a contender ended: its weights and the loss of its last step."""
+    """A contender's final weights and the loss of its last step."""
 
     w1: np.ndarray
     w2: np.ndarray
@@ -180,7 +180,7 @@ def build_jbp_train(example: WorkedExample) -> Prepared:
 
 
 def build_compiled_loop(example: WorkedExample, unroll: int = 1) -> Prepared:
-    """The same compiled scan called directly, without ``jbp.train``'s checks.
+    """Call the compiled scan of ``jbp.train`` directly, without its input checks.
 
     With ``unroll`` above 1 the scan runs that many steps per loop iteration,
     which shows what unrolling does to XLA's loop on this backend.
@@ -223,7 +223,7 @@ def compiled_loop_hlo(example: WorkedExample, unroll: int = 1) -> str:
 
 
 def build_python_loop(example: WorkedExample) -> Prepared:
-    """One jitted ``jbp.make_step`` called from a Python ``for`` loop."""
+    """Call one jitted ``jbp.make_step`` from a Python ``for`` loop."""
     network = example.file.network
     optimizer = jbp.with_frozen(network, sgd(example.rate))
     step = jax.jit(jbp.make_step(network, optimizer, example.file.loss))
@@ -250,7 +250,7 @@ def build_python_loop(example: WorkedExample) -> Prepared:
 
 
 def build_numpy_loop(example: WorkedExample) -> Prepared:
-    """The delta rule written with NumPy arrays, one Python iteration per step."""
+    """Run the delta rule on NumPy arrays, one Python iteration per step."""
 
     def run():
         w1, w2 = example.w1.copy(), example.w2.copy()
@@ -361,7 +361,7 @@ def _pointer(array: np.ndarray):
 
 
 def build_c_loop(example: WorkedExample) -> Prepared:
-    """The same arithmetic as a plain C loop, called once through ctypes."""
+    """Run the same arithmetic as a plain C loop, called once through ctypes."""
     library, build_s, command = _c_library(example)
     x = np.ascontiguousarray(example.x)
     t = np.ascontiguousarray(example.t)
