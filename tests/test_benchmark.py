@@ -196,3 +196,13 @@ def test_measure_interleaved_takes_turns():
     assert order == ["a", "b"] * 4
     assert timings["a"][0].repeats == 3
     assert timings["b"][0].repeats == 3
+
+
+def test_c_loop_skipped_without_compiler(monkeypatch):
+    monkeypatch.setattr(we, "find_c_compiler", lambda: None)
+    we.compile_c_library.cache_clear()
+    try:
+        with pytest.raises(we.Skipped, match="no C compiler found"):
+            we.build_c_loop(we.load_worked_example(steps=5))
+    finally:
+        we.compile_c_library.cache_clear()
