@@ -257,7 +257,7 @@ def _mlp_section(results: list[dict[str, Any]]) -> list[str]:
         "different batch each step. FLOP/s counts the matmuls of the forward pass, "
         "the weight gradients and the input gradients (none for the data). The peak "
         "is the fastest `jnp.dot` measured in this run at the network's layer "
-        "shapes, inside one jitted loop; the matmul share is the time the step's "
+        "shapes, inside one jitted loop. The matmul share is the time the step's "
         "matmuls would take at the measured `jnp.dot` rate of each layer's shape, "
         "over the measured step time."
     )
