@@ -29,3 +29,18 @@ def tests(session: nox.Session) -> None:
         *session.posargs,
         env={"JAX_PLATFORMS": "cpu"},
     )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks and rewrite docs/benchmarks.md, .json and .png.
+
+    Arguments after ``--`` replace the default ``--out docs``; for example
+    ``nox -s bench -- --smoke --out /tmp/bench`` checks the script in a minute.
+    """
+    session.install("-e", ".[bench]")
+    session.run(
+        "python",
+        "experiments/benchmark.py",
+        *(session.posargs or ["--out", "docs"]),
+    )

@@ -1,0 +1,1 @@
+"""The pieces of ``experiments/benchmark.py``: one module per measured question."""
