@@ -149,6 +149,22 @@ def make_step(
     return step
 
 
+@functools.lru_cache(maxsize=64)
+def _state_structure(network, optimizer, params_structure):
+    """The tree structure of a fresh optimiser state, without computing one."""
+    shapes = [
+        jax.ShapeDtypeStruct(network.weight_shape(i), jnp.float32)
+        if j == 0
+        else jax.ShapeDtypeStruct(network.bias_shape(i), jnp.float32)
+        for i in range(network.num_layers)
+        for j in range(2)
+    ]
+    params = jax.tree.unflatten(params_structure, shapes)
+    return jax.tree.structure(
+        jax.eval_shape(with_frozen(network, optimizer).init, params)
+    )
+
+
 def all_finite(value: Array, tree: Any) -> Array:
     """Whether ``value`` and every leaf of ``tree`` hold only finite numbers."""
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
@@ -162,7 +178,10 @@ def all_finite(value: Array, tree: Any) -> Array:
 def _train_scan(
     network, optimizer, loss, rule, steps, watch_finite, params, opt_state, x, t
 ):
-    step = make_step(network, with_frozen(network, optimizer), loss, rule)
+    wrapped = with_frozen(network, optimizer)
+    step = make_step(network, wrapped, loss, rule)
+    if opt_state is None:
+        opt_state = wrapped.init(params)
 
     def body(carry, index):
         params, opt_state, diverged_at = carry
@@ -247,10 +266,9 @@ def train(
     if jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(dtype)
     params = tuple(Dense(jnp.asarray(p.w), jnp.asarray(p.b)) for p in params)
-    fresh = init_opt_state(network, optimizer, params)
-    if opt_state is None:
-        opt_state = fresh
-    elif jax.tree.structure(opt_state) != jax.tree.structure(fresh):
+    if opt_state is not None and jax.tree.structure(opt_state) != _state_structure(
+        network, optimizer, jax.tree.structure(params)
+    ):
         raise ValidationError(
             "opt_state does not match the optimizer: pass the state returned by "
             "init_opt_state(network, optimizer, params) or by the previous train call "

@@ -186,7 +186,10 @@ def test_measure_repeats_until_total():
         time.sleep(0.01)
 
     result, _ = timing.measure(nap, repeats=1, min_total_s=0.05)
-    assert result.repeats >= 5
+    # Each nap lasts at least 10 ms, and longer on a loaded machine, so the
+    # 50 ms total takes more than the one requested repeat and at most five.
+    assert result.repeats >= 2
+    assert result.repeats <= 5
 
 
 def test_measure_interleaved_takes_turns():

@@ -156,8 +156,11 @@ def _jbp_final(result: tuple) -> FinalState:
     )
 
 
-def build_jbp_train(example: WorkedExample) -> Prepared:
-    """``jbp.train``: the public call, with its input checks, one compiled scan."""
+def build_jbp_train(example: WorkedExample, watch_finite: bool = True) -> Prepared:
+    """``jbp.train``: the public call, with its input checks, one compiled scan.
+
+    ``watch_finite=False`` drops the divergence flag, to measure what it costs.
+    """
     file = example.file
     optimizer = sgd(example.rate)
     with jax.enable_x64(True):
@@ -173,10 +176,14 @@ def build_jbp_train(example: WorkedExample) -> Prepared:
                 optimizer,
                 example.steps,
                 loss=file.loss,
+                watch_finite=watch_finite,
             )
         return result.params, result.losses
 
-    return Prepared(run, _jbp_final, note="the public call, input checks included")
+    note = "the public call, input checks included"
+    if not watch_finite:
+        note = "as jbp.train, without the divergence flag"
+    return Prepared(run, _jbp_final, note=note)
 
 
 def build_compiled_loop(example: WorkedExample, unroll: int = 1) -> Prepared:
@@ -433,6 +440,7 @@ def measure_sigmoid(
 
 
 JBP = "jbp.train (jit + scan)"
+UNWATCHED = "jbp.train, divergence flag off"
 LOOP_ALONE = "jbp compiled loop alone"
 UNROLLED = "jbp compiled loop, unroll=8"
 PYTHON_LOOP = "Python loop of jitted steps"
@@ -442,6 +450,7 @@ C_LOOP = "C loop"
 
 CONTENDERS: tuple[Contender, ...] = (
     Contender(JBP, build_jbp_train),
+    Contender(UNWATCHED, functools.partial(build_jbp_train, watch_finite=False)),
     Contender(LOOP_ALONE, build_compiled_loop),
     Contender(UNROLLED, functools.partial(build_compiled_loop, unroll=8)),
     Contender(PYTHON_LOOP, build_python_loop),
