@@ -25,12 +25,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import jbp
-from jbp.cli.main import (
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    OneLineParser,
-    nonnegative_int,
-)
+from jbp.cli.main import EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser
+from jbp.cli.options import nonnegative_int
 
 EXIT_DIVERGED = 1
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from jbp.cli.options import image_path, output_path
 from jbp.derivation import CHAIN_RULE_LIMIT, FORMS, derive
 from jbp.errors import ValidationError
 from jbp.netfile import read_network_file
@@ -41,13 +42,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--output",
         metavar="PATH",
+        type=output_path,
         help="write the derivation to PATH instead of standard output",
     )
     parser.add_argument(
         "--plot",
         metavar="PATH.png",
+        type=image_path,
         help="also draw the network to PATH.png (weights and dE/dw on the edges, "
-        "net and out in the nodes); needs matplotlib from the 'experiments' extra",
+        "net and out in the nodes; .svg and .pdf work too); needs matplotlib from "
+        "the 'experiments' extra",
     )
     parser.add_argument(
         "--form",

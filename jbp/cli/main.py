@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 
 from jbp.cli import check, explain, reproduce
 from jbp.errors import ValidationError
-from jbp.validation import MAX_STEPS
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -28,20 +26,6 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(
             EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n"
         )
-
-
-def nonnegative_int(text: str) -> int:
-    """Parse a whole number from 0 to ``MAX_STEPS``, for ``type=`` in argparse."""
-    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
-        raise argparse.ArgumentTypeError(f"invalid whole number {text!r}")
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    if value > MAX_STEPS:
-        raise argparse.ArgumentTypeError(
-            f"must be at most {MAX_STEPS:,}, got {value:,}"
-        )
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:

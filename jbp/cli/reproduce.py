@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from jbp.cli.options import nonnegative_int
 from jbp.training import RULES
 from jbp.worked_example import DOCUMENT_STEPS, Row, compare
 
@@ -32,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--steps",
-        type=_steps,
+        type=nonnegative_int,
         default=DOCUMENT_STEPS,
         metavar="N",
         help="number of SGD steps of the long run; the example's own figures are "
@@ -46,12 +47,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "example prints it, as text) and verdict, instead of the table",
     )
     parser.set_defaults(run=run)
-
-
-def _steps(text: str) -> int:
-    from jbp.cli.main import nonnegative_int
-
-    return nonnegative_int(text)
 
 
 def _to_json(rows: list[Row]) -> str:
