@@ -187,8 +187,6 @@ def fit_on_mesh(num_devices: int, batch_size: int, dtype=jnp.float32):
         4,
         batch_size=batch_size,
         loss=LOSS,
-        eval_data=(x[:20], t[:20]),
-        chunk_epochs=2,
         mesh=mesh,
     )
 
