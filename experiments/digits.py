@@ -3,6 +3,9 @@
 The data are the 1,797 8x8 images that ship inside scikit-learn (``load_digits``),
 so nothing is downloaded. Pixel values 0..16 are scaled to 0..1, and a stratified
 80/20 split, fixed by ``--split-seed``, holds out 360 images for testing.
+
+``--devices N`` splits every batch across N devices, ``--checkpoint-dir`` saves the
+state after every chunk of epochs, and ``--resume`` continues a saved run.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import common
 import jax
@@ -54,8 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--learning-rate",
         type=common.positive_float,
         default=1e-3,
-        help="AdamW's peak learning rate, decayed to 0 along a cosine over the run "
-        "(default: %(default)s)",
+        help="AdamW's learning rate: the peak of the cosine decay, or the constant "
+        "rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("cosine", "constant"),
+        default="cosine",
+        help="cosine: decay the learning rate to 0 over --epochs, so a resumed run "
+        "must keep --epochs; constant: keep it, so a resumed run may train for more "
+        "epochs (default: %(default)s)",
     )
     parser.add_argument(
         "--weight-decay",
@@ -78,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the fixed stratified 80/20 split (default: %(default)s)",
     )
+    common.add_scaling_options(parser)
     return parser
 
 
@@ -125,37 +138,65 @@ def plot_curves(history: jbp.History, title: str) -> plt.Figure:
     return figure
 
 
-def experiment(args: argparse.Namespace) -> list[Path]:
-    """Train, evaluate every epoch, and write the metrics and curves."""
-    started = time.perf_counter()
+class Run(NamedTuple):
+    """Everything a digits run trains with, built from the options alone."""
+
+    split: jbp.Split
+    network: jbp.Network
+    optimizer: optax.GradientTransformation
+    state: jbp.TrainState
+    config: dict
+
+
+def build_run(args: argparse.Namespace) -> Run:
+    """Load the data and build the network, optimiser and initial state."""
     split = standardize(load_split(args.split_seed))
     network = jbp.Network(
         (64, *args.hidden, 10), ("relu",) * len(args.hidden) + ("softmax",)
     )
     init_key, data_key = jax.random.split(jax.random.key(args.seed))
     params = jbp.init_params(network, init_key)
-    steps = args.epochs * jbp.num_batches(len(split.t_train), args.batch_size)
-    schedule = optax.cosine_decay_schedule(args.learning_rate, steps)
-    optimizer = optax.adamw(schedule, weight_decay=args.weight_decay)
+    config = {
+        "network": list(network.sizes),
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+        "seed": args.seed,
+        "split_seed": args.split_seed,
+    }
+    if args.schedule == "cosine":
+        steps = args.epochs * jbp.num_batches(len(split.t_train), args.batch_size)
+        learning_rate = optax.cosine_decay_schedule(args.learning_rate, steps)
+        config["schedule_steps"] = steps
+    else:
+        learning_rate = args.learning_rate
+    optimizer = optax.adamw(learning_rate, weight_decay=args.weight_decay)
     state = jbp.init_state(network, optimizer, params, data_key)
+    return Run(split, network, optimizer, state, config)
 
-    progress = common.Progress(NAME, args.epochs, args.quiet)
-    try:
-        result = jbp.fit(
-            network,
-            state,
-            split.x_train,
-            split.t_train,
-            optimizer,
-            args.epochs,
-            batch_size=args.batch_size,
-            loss="cross_entropy",
-            eval_data=(split.x_test, split.t_test),
-            chunk_epochs=args.chunk_epochs,
-            callback=progress,
-        )
-    finally:
-        progress.close()
+
+def experiment(args: argparse.Namespace) -> list[Path]:
+    """Train, evaluate every epoch, and write the metrics and curves."""
+    started = time.perf_counter()
+    split, network, optimizer, state, config = build_run(args)
+    checkpoints = common.Checkpoints(
+        args.checkpoint_dir, args.out / "checkpoints", args.keep_checkpoints, config
+    )
+    result = common.fit(
+        args,
+        checkpoints,
+        NAME,
+        network,
+        state,
+        split.x_train,
+        split.t_train,
+        optimizer,
+        batch_size=args.batch_size,
+        loss="cross_entropy",
+        eval_data=(split.x_test, split.t_test),
+        chunk_epochs=args.chunk_epochs,
+    )
     seconds = time.perf_counter() - started
 
     history = result.history
@@ -165,10 +206,12 @@ def experiment(args: argparse.Namespace) -> list[Path]:
         "network": sizes,
         "train_examples": len(split.t_train),
         "test_examples": len(split.t_test),
-        "epochs": args.epochs,
+        "epochs": int(result.state.epoch),
         "steps": int(result.state.step),
+        "devices": args.devices,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
+        "schedule": args.schedule,
         "weight_decay": args.weight_decay,
         "seed": args.seed,
         "split_seed": args.split_seed,
@@ -177,6 +220,7 @@ def experiment(args: argparse.Namespace) -> list[Path]:
         "best_test_accuracy": float(np.max(test_accuracy)),
         "final_train_loss": float(history.train_loss[-1]),
         "wall_seconds": round(seconds, 2),
+        "checkpoint": None if checkpoints.saved is None else str(checkpoints.saved),
         "history": {
             "epoch": history.epoch.tolist(),
             "train_loss": history.train_loss.tolist(),

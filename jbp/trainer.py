@@ -19,6 +19,14 @@ first step that fails is not applied, so the parameters and optimiser state stay
 their last finite values; the remaining steps of the chunk are skipped and training
 stops at the chunk boundary. :func:`fit` then raises :class:`DivergenceError`
 carrying the result, or returns it with ``on_divergence="return"``.
+
+Data parallelism: given a ``mesh`` from :func:`jbp.data_mesh`, :func:`fit` keeps
+the data set and the state replicated on every device and splits each step's batch
+along the mesh's ``data`` axis, so XLA sums the gradient across devices. A batch
+size that does not divide by the device count is padded with masked slots up to
+the next multiple. Those slots join the last batch's padding under the same rule:
+they add nothing to the loss, and the divisor stays the nominal batch size, so the
+steps are those of one device up to the order of the float sums.
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from jbp.data import epoch_batches, num_batches
 from jbp.errors import DivergenceError, TrainingInterrupted, ValidationError
 from jbp.losses import Loss, get_loss
 from jbp.network import Network, Params, forward_trace
+from jbp.sharding import DATA_AXIS, constrain_batch, replicate
 from jbp.training import with_frozen
 from jbp.validation import (
     check_batch_size,
@@ -277,6 +287,26 @@ def identity(batch: Batch) -> Batch:
     return batch
 
 
+@functools.cache
+def _mesh_constrain(
+    mesh: Mesh, constrain: Callable[[Batch], Batch]
+) -> Callable[[Batch], Batch]:
+    # Cached so that every fit call on the same mesh passes the same function
+    # object to the jitted chunk, which takes it as a static argument.
+    def constrain_on_mesh(batch: Batch) -> Batch:
+        return constrain_batch(mesh, constrain(batch))
+
+    return constrain_on_mesh
+
+
+def _pad_columns(array: Array, multiple: int, value: Any) -> Array:
+    """Pad axis 1 of a ``(batches, batch_size)`` array to a multiple of ``multiple``."""
+    padding = -array.shape[1] % multiple
+    if padding == 0:
+        return array
+    return jnp.pad(array, ((0, 0), (0, padding)), constant_values=value)
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -287,6 +317,7 @@ def identity(batch: Batch) -> Batch:
         "epochs",
         "eval_every",
         "constrain",
+        "pad_multiple",
     ),
 )
 def _run_chunk(
@@ -297,6 +328,7 @@ def _run_chunk(
     epochs: int,
     eval_every: int,
     constrain: Callable[[Batch], Batch],
+    pad_multiple: int,
     state: TrainState,
     x: Array,
     t: Array,
@@ -352,8 +384,14 @@ def _run_chunk(
 
     def train_epoch(state: TrainState, _):
         key = jax.random.wrap_key_data(state.key)
-        batches = epoch_batches(key, state.epoch, examples, batch_size)
-        state, (step_loss, totals, hits) = jax.lax.scan(train_step, state, batches)
+        indices, mask = epoch_batches(key, state.epoch, examples, batch_size)
+        # Slots that make a batch divide across the devices point at example 0
+        # with mask False, so they count no more than the last batch's padding.
+        indices = _pad_columns(indices, pad_multiple, 0)
+        mask = _pad_columns(mask, pad_multiple, False)
+        state, (step_loss, totals, hits) = jax.lax.scan(
+            train_step, state, (indices, mask)
+        )
         state = state._replace(epoch=state.epoch + state.finite.astype(jnp.int32))
 
         if x_eval is None:
@@ -373,6 +411,10 @@ def _run_chunk(
         return state, metrics
 
     return jax.lax.scan(train_epoch, state, None, length=epochs)
+
+
+def _identity_tree(tree: Any) -> Any:
+    return tree
 
 
 def _check_positive(value: Any, name: str, hint: str) -> int:
@@ -433,6 +475,7 @@ def fit(
     chunk_epochs: int | None = None,
     callback: Callable[[FitResult], None] | None = None,
     constrain: Callable[[Batch], Batch] = identity,
+    mesh: Mesh | None = None,
     on_divergence: str = "raise",
 ) -> FitResult:
     """Train ``epochs`` more epochs of minibatch steps, in compiled chunks.
@@ -468,6 +511,13 @@ def fit(
             compiled step, for example to add a sharding constraint. It must keep
             shapes, and it is a static argument, so pass the same function object
             on every call (a new lambda compiles anew). By default the identity.
+        mesh: a one-axis mesh from :func:`jbp.data_mesh` to train data-parallel
+            on. The data, the held-out set and the state are replicated on every
+            device, and each step's batch is split along the ``data`` axis after
+            ``constrain``. A ``batch_size`` that does not divide by ``mesh.size``
+            gets masked slots up to the next multiple, which count in neither the
+            loss nor the metrics. The returned state stays replicated on the mesh.
+            By default (None) nothing is placed and JAX's default device is used.
         on_divergence: ``"raise"`` raises :class:`DivergenceError`; ``"return"``
             returns the result, with ``result.diverged`` set.
 
@@ -524,6 +574,21 @@ def fit(
             network, spec, *eval_data, dtype, ("eval_data x", "eval_data t")
         )
 
+    pad_multiple = 1
+    place = _identity_tree
+    if mesh is not None:
+        if not isinstance(mesh, Mesh) or mesh.axis_names != (DATA_AXIS,):
+            raise ValidationError(
+                f"mesh must be a one-axis jax.sharding.Mesh named {DATA_AXIS!r}, got "
+                f"{mesh!r}; build it with jbp.data_mesh(num_devices)"
+            )
+        pad_multiple = mesh.size
+        constrain = _mesh_constrain(mesh, constrain)
+        place = functools.partial(replicate, mesh)
+        x, t, state = place((x, t, state))
+        if x_eval is not None:
+            x_eval, t_eval = place((x_eval, t_eval))
+
     run = functools.partial(
         _run_chunk,
         network,
@@ -532,6 +597,7 @@ def fit(
         batch_size,
         eval_every=eval_every,
         constrain=constrain,
+        pad_multiple=pad_multiple,
         x=x,
         t=t,
         x_eval=x_eval,
@@ -547,7 +613,7 @@ def fit(
             length = min(chunk_epochs, epochs - done)
             new_state, metrics = run(epochs=length, state=result.state)
             metrics = jax.device_get(metrics)
-            new_state = jax.block_until_ready(new_state)
+            new_state = jax.block_until_ready(place(new_state))
 
             epoch_numbers = np.arange(length, dtype=np.int32) + first_epoch + done + 1
             step_loss = np.asarray(metrics[4]).reshape(length * steps_per_epoch)

@@ -6,6 +6,7 @@ process's (the forced host device count) or where the test is about a new proces
 object on stdout for the test to check.
 
     python tests/subprocess_runs.py eight-devices
+    python tests/subprocess_runs.py fit-eight-devices
     python tests/subprocess_runs.py resume DIRECTORY STEPS
     python tests/subprocess_runs.py slow-save DIRECTORY
     python tests/subprocess_runs.py two-processes PROCESS_ID PORT DIRECTORY
@@ -172,6 +173,56 @@ def eight_devices() -> dict:
     }
 
 
+def fit_on_mesh(num_devices: int, batch_size: int, dtype=jnp.float32):
+    """Run ``jbp.fit`` for a few epochs with each batch split over the devices."""
+    mesh = data_mesh(num_devices) if num_devices > 1 else None
+    x, t, params = make_data(dtype=dtype)
+    state = jbp.init_state(NETWORK, OPTIMIZER, params, key=3)
+    return jbp.fit(
+        NETWORK,
+        state,
+        x,
+        t,
+        OPTIMIZER,
+        4,
+        batch_size=batch_size,
+        loss=LOSS,
+        mesh=mesh,
+    )
+
+
+def trained(result: jbp.FitResult) -> tuple:
+    """Return the floating-point parts of a fit result: state and metrics."""
+    state = result.state
+    return state.params, state.opt_state, tuple(result.history)[1:]
+
+
+def fit_eight_devices() -> dict:
+    """Compare ``jbp.fit`` on 8 devices with 1, in float32 and float64.
+
+    The batch size 12 does not divide across 8 devices, so fit pads every batch
+    to 16 with masked slots, and the 64 examples leave a last batch of 4 real
+    examples: both kinds of padding are exercised.
+    """
+    batch_size = 12
+    one = fit_on_mesh(1, batch_size)
+    eight = fit_on_mesh(8, batch_size)
+    with jax.enable_x64(True):
+        one64 = fit_on_mesh(1, batch_size, jnp.float64)
+        eight64 = fit_on_mesh(8, batch_size, jnp.float64)
+        float64_difference = max_relative_difference(trained(eight64), trained(one64))
+    return {
+        "devices": jax.device_count(),
+        "float32_difference": max_relative_difference(trained(eight), trained(one)),
+        "float64_difference": float64_difference,
+        "steps": [int(one.state.step), int(eight.state.step)],
+        "params_devices": len(eight.params[0].w.sharding.device_set),
+        "state_replicated": all(
+            leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(eight.state)
+        ),
+    }
+
+
 def resume(directory: str, steps: int) -> dict:
     """Restore the latest checkpoint, train ``steps`` more and return the result."""
     x, t, params = make_data()
@@ -260,6 +311,8 @@ def main(argv: list[str]) -> None:
     orbax_at_start = "orbax.checkpoint" in sys.modules
     if command == "eight-devices":
         result = eight_devices()
+    elif command == "fit-eight-devices":
+        result = fit_eight_devices()
     elif command == "resume":
         result = resume(rest[0], int(rest[1]))
     elif command == "two-processes":
