@@ -16,17 +16,22 @@ that the error carries before :func:`run` reports where it went.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 
@@ -42,9 +47,58 @@ RUN_FILE = "run.json"
 log = logging.getLogger("experiments")
 
 
+class StopRequest:
+    """Turns Ctrl-C during training into a stop at the next chunk boundary.
+
+    A ``KeyboardInterrupt`` raised while XLA is still running a chunk can crash the
+    process as it exits (seen as a segmentation fault). While :meth:`deferred` is
+    active, the first Ctrl-C only records the request, and the training callback
+    raises ``KeyboardInterrupt`` once the chunk has finished. A second Ctrl-C
+    stops at once. Outside :meth:`deferred`, Ctrl-C behaves as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.active = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        """The SIGINT handler."""
+        if not self.active or self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.info(
+            "stopping after the current chunk of epochs; press Ctrl-C again to stop "
+            "at once"
+        )
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Defer Ctrl-C to the next :meth:`check` while the block runs."""
+        self.active, self.requested = True, False
+        try:
+            yield self
+        finally:
+            self.active = False
+
+    def check(self) -> None:
+        """Raise ``KeyboardInterrupt`` if Ctrl-C was pressed since :meth:`deferred`."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+STOP = StopRequest()
+
+
 def positive_int(text: str) -> int:
     """Parse a whole number of 1 or more, for ``type=`` in argparse."""
-    value = nonnegative_int(text)
+    try:
+        value = nonnegative_int(text)
+    except argparse.ArgumentTypeError:
+        if re.fullmatch(r"\s*-[0-9]+\s*", text):
+            raise argparse.ArgumentTypeError(
+                f"must be 1 or more, got {int(text)}"
+            ) from None
+        raise
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
     return value
@@ -72,6 +126,24 @@ def finite_float(text: str) -> float:
     return value
 
 
+def folder_path(text: str) -> Path:
+    """Parse a non-empty folder path, for ``type=`` in argparse."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a folder path, got an empty string")
+    return Path(text)
+
+
+def float32_number(text: str) -> float:
+    """Parse a finite number that float32 can hold, for ``type=`` in argparse."""
+    value = finite_float(text)
+    limit = float(np.finfo(np.float32).max)
+    if abs(value) > limit:
+        raise argparse.ArgumentTypeError(
+            f"must lie within float32's range (|x| <= {limit:.3g}), got {text}"
+        )
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     """Parse a finite number of 0 or more, for ``type=`` in argparse."""
     value = finite_float(text)
@@ -80,27 +152,30 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def make_parser(name: str, description: str) -> argparse.ArgumentParser:
+def make_parser(
+    name: str, description: str, seed_help: str | None = None
+) -> argparse.ArgumentParser:
     """Build a parser with the options every experiment shares.
 
-    Shared options: ``--out`` (output folder), ``--seed`` and ``--quiet``.
+    Shared options: ``--out`` (output folder) and ``--quiet``, and ``--seed`` when
+    ``seed_help`` says what the seed draws.
     """
     parser = OneLineParser(prog=f"{name}.py", description=description)
     parser.add_argument(
         "--out",
-        type=Path,
+        type=folder_path,
         default=Path("runs") / name,
         metavar="DIR",
         help="folder for the metrics JSON file and PNG plots, created if missing "
         "(default: %(default)s)",
     )
-    parser.add_argument(
-        "--seed",
-        type=nonnegative_int,
-        default=0,
-        help="seed of every random draw: initial weights, data split and shuffles "
-        "(default: %(default)s)",
-    )
+    if seed_help is not None:
+        parser.add_argument(
+            "--seed",
+            type=nonnegative_int,
+            default=0,
+            help=f"{seed_help} (default: %(default)s)",
+        )
     parser.add_argument(
         "--quiet",
         action="store_true",
@@ -125,7 +200,7 @@ def add_scaling_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--checkpoint-dir",
-        type=Path,
+        type=folder_path,
         metavar="DIR",
         help="save the training state and history into DIR after every chunk of "
         "epochs; it must not already contain checkpoints unless --resume is given. "
@@ -342,19 +417,21 @@ def fit(
         progress(result)
         if checkpoints.directory is not None:
             checkpoints.save(whole_run(result))
+        STOP.check()
 
     try:
-        result = jbp.fit(
-            network,
-            start.state,
-            x,
-            t,
-            optimizer,
-            remaining,
-            callback=callback,
-            mesh=mesh,
-            **options,
-        )
+        with STOP.deferred():
+            result = jbp.fit(
+                network,
+                start.state,
+                x,
+                t,
+                optimizer,
+                remaining,
+                callback=callback,
+                mesh=mesh,
+                **options,
+            )
     except (jbp.TrainingInterrupted, jbp.DivergenceError) as error:
         progress.close()
         error.checkpoint = checkpoints.save_final(whole_run(error.result))
@@ -426,6 +503,19 @@ class Progress:
             self.bar.close()
 
 
+def check_output_folder(parser: argparse.ArgumentParser, out: Path) -> None:
+    """Exit with status 2 before any training if ``out`` cannot hold the results."""
+    problem = None
+    if out.exists() and not out.is_dir():
+        problem = f"{str(out)!r} is a file; give a folder for the results"
+    else:
+        existing = next((p for p in (out, *out.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            problem = f"{str(existing)!r} is a file, so {str(out)!r} cannot be a folder"
+    if problem:
+        parser.error(f"argument --out: {problem}")
+
+
 def write_metrics(out: Path, metrics: dict[str, Any]) -> Path:
     """Write ``metrics`` as ``out/metrics.json`` and return the path."""
     out.mkdir(parents=True, exist_ok=True)
@@ -457,7 +547,10 @@ def run(
     """
     args = parser.parse_args(argv)
     check_scaling_options(parser, args)
+    check_output_folder(parser, args.out)
     setup_logging(args.quiet)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, STOP.handle)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Measure every layer's gradient norm at initialisation for depths 2 to 20, "
         "sigmoid, tanh and ReLU, Glorot and He initialisation, then train the "
         "deepest networks and measure again; plot it all in one figure.",
+        seed_help="seed of the initial weights and the training shuffles",
     )
     parser.add_argument(
         "--depths",

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         NAME,
         "Train a ReLU MLP with softmax cross-entropy and AdamW on scikit-learn's "
         "8x8 digits, and write the loss and accuracy curves.",
+        seed_help="seed of the initial weights and the per-epoch shuffles; the "
+        "split has its own --split-seed",
     )
     parser.add_argument(
         "--hidden",

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Train 2-2-1 and 2-4-1 sigmoid networks on XOR with full-batch SGD from "
         "random, equal and zero weights; report success rates and plot decision "
         "boundaries.",
+        seed_help="seed of the first random start; start i uses seed + i",
     )
     parser.add_argument(
         "--epochs",
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--equal-weight",
-        type=common.finite_float,
+        type=common.float32_number,
         default=0.5,
         help="the value of every weight for the 'equal' start (default: %(default)s)",
     )

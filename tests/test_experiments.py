@@ -197,3 +197,46 @@ def test_run_reports_divergence(capsys):
     error = capsys.readouterr().err
     assert "training diverged: step 3" in error
     assert "Lower the learning rate" in error
+
+
+def test_ctrl_c_waits_for_chunk_boundary():
+    common = load("common")
+    stop = common.StopRequest()
+    with pytest.raises(KeyboardInterrupt):
+        stop.handle(2, None)
+    with stop.deferred():
+        stop.handle(2, None)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            stop.check()
+        with pytest.raises(KeyboardInterrupt):
+            stop.handle(2, None)
+    assert not stop.active
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--epochs", "-1"], "argument --epochs: must be 1 or more, got -1"),
+        (["--out", ""], "argument --out: needs a folder path"),
+    ],
+    ids=["negative-epochs", "empty-out"],
+)
+def test_digits_rejects_before_training(arguments, message, capsys):
+    digits = load("digits")
+    with pytest.raises(SystemExit) as exit_info:
+        digits.common.run(digits.build_parser(), digits.experiment, arguments)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_out_inside_a_file_is_rejected(tmp_path, capsys):
+    digits = load("digits")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        digits.common.run(
+            digits.build_parser(), digits.experiment, ["--out", str(blocker / "sub")]
+        )
+    assert exit_info.value.code == 2
+    assert "is a file, so" in capsys.readouterr().err

@@ -378,8 +378,27 @@ def test_plot_without_matplotlib_fails_cleanly(monkeypatch, capsys, tmp_path):
 
 
 def test_plot_unknown_format_fails(tmp_path, capsys):
-    assert main(["explain", "--plot", str(tmp_path / "p.docx")]) == 2
-    assert "unknown image format 'docx'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explain", "--plot", str(tmp_path / "p.docx")])
+    assert exit_info.value.code == 2
+    assert "needs one of the suffixes .png, .svg, .pdf" in capsys.readouterr().err
+
+
+def test_bad_plot_path_writes_nothing(tmp_path, capsys):
+    output = tmp_path / "derivation.txt"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "explain",
+                "--output",
+                str(output),
+                "--plot",
+                str(tmp_path / "no" / "p.png"),
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert not output.exists()
+    assert "does not exist; create it first" in capsys.readouterr().err
 
 
 def test_printed_numbers_have_nine_digits(worked):
