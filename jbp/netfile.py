@@ -152,8 +152,8 @@ def _examples(value: Any, width: int, where: str, what: str) -> np.ndarray:
         array = np.asarray(_vector(value, where), dtype=np.float64)
     if array.shape[-1] != width:
         raise ValidationError(
-            f"{where} has {array.shape[-1]} numbers per example, but the {what} has "
-            f"{width}; give {width}"
+            f"{where} has {_count(array.shape[-1], 'number')} per example, but the "
+            f"{what} has {width} neurons; give {width}"
         )
     return array
 
@@ -194,12 +194,16 @@ def _name(value: Any, where: str) -> str:
     return value
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _names(value: Any, count: int, default: list[str], where: str) -> tuple[str, ...]:
     if value is None:
         return tuple(default)
     if not isinstance(value, list) or len(value) != count:
         raise ValidationError(
-            f"{where} must be a list of {count} names, got {_show(value)}"
+            f"{where} must be a list of {_count(count, 'name')}, got {_show(value)}"
         )
     return tuple(_name(v, f"{where}[{i}]") for i, v in enumerate(value))
 
@@ -293,6 +297,11 @@ def parse_network(data: Any, source: str = "<network>") -> NetworkFile:
             _choice(layer.get("activation"), ACTIVATIONS, "activation", where)
         )
 
+        if "bias" not in layer and isinstance(layer.get("bias_names"), str):
+            raise ValidationError(
+                f"{where} names a shared bias {layer['bias_names']!r} but has no "
+                "'bias'; add one, such as \"bias\": 0.0"
+            )
         bias = layer.get("bias", [0.0] * n_out)
         if isinstance(bias, list):
             b = np.asarray(_vector(bias, f"{where}.bias"), dtype=np.float64)
@@ -420,7 +429,13 @@ def _targets(
         # The gradient softmax(net) - t of cross-entropy holds only for targets that
         # sum to 1, so anything else is rejected rather than silently misderived.
         sums = t.sum(axis=-1)
-        if (t < 0).any() or (np.abs(sums - 1) > 1e-9).any():
+        if (t < 0).any():
+            raise ValidationError(
+                f"{where} holds the negative value {t.min():g}; cross_entropy needs "
+                "probabilities (numbers >= 0 that sum to 1 for every example) or "
+                "integer class labels"
+            )
+        if (np.abs(sums - 1) > 1e-9).any():
             raise ValidationError(
                 f"{where} must hold probability distributions for cross_entropy "
                 "(numbers >= 0 that sum to 1 for every example) or integer class "
@@ -480,6 +495,18 @@ def _bias_names(
     return _names(value, shape[0], [f"b_{n}" for n in neurons], f"{where}.bias_names")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build a JSON object, rejecting a key given twice (JSON keeps the last)."""
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValidationError(
+                f"the key {key!r} appears twice in one object; keep one of them"
+            )
+        seen[key] = value
+    return seen
+
+
 def read_network_file(path: str | Path | None = None) -> NetworkFile:
     """Read a network file (``.json`` or ``.toml``); ``None`` reads the worked example.
 
@@ -499,9 +526,19 @@ def read_network_file(path: str | Path | None = None) -> NetworkFile:
             f"network file {str(path)!r} not found; give the path of a .json or .toml "
             "file, or no path for the built-in worked example"
         ) from None
-    except (OSError, UnicodeDecodeError) as error:
+    except IsADirectoryError:
         raise ValidationError(
-            f"cannot read network file {str(path)!r}: {error}"
+            f"{str(path)!r} is a folder; give the path of a .json or .toml network file"
+        ) from None
+    except UnicodeDecodeError:
+        raise ValidationError(
+            f"network file {str(path)!r} is not UTF-8 text; save it as UTF-8 JSON or "
+            "TOML"
+        ) from None
+    except OSError as error:
+        raise ValidationError(
+            f"cannot read network file {str(path)!r} ({error.strerror}); check that "
+            "it exists and is readable"
         ) from None
 
     if path.suffix.lower() == ".toml":
@@ -511,12 +548,14 @@ def read_network_file(path: str | Path | None = None) -> NetworkFile:
             raise ValidationError(f"{path}: invalid TOML: {error}") from None
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as error:
             raise ValidationError(
                 f"{path}: invalid JSON at line {error.lineno}, column {error.colno}: "
                 f"{error.msg}"
             ) from None
+        except ValidationError as error:
+            raise ValidationError(f"{path}: {error}") from None
         except RecursionError:
             raise ValidationError(
                 f"{path}: invalid network file: lists or objects nest too deeply"

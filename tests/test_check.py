@@ -108,7 +108,7 @@ BAD_INPUTS = {
     ),
     "unknown-loss": ({"loss": "hinge"}, "expected one of: half_sse, mse"),
     "non-finite": ({"x": "[0.05, Infinity]"}, "x[1] is Infinity; every number"),
-    "targets": ({"t": [0.01, 0.99, 0.5]}, "output layer has 2; give 2"),
+    "targets": ({"t": [0.01, 0.99, 0.5]}, "output layer has 2 neurons; give 2"),
 }
 
 

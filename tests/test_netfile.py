@@ -117,10 +117,11 @@ def test_bad_fields_raise_one_line(change, message):
     ("t", "message"),
     [
         ([0.5, 0.4], "probability distributions"),
+        ([-0.5, 1.5], "holds the negative value -0.5"),
         (2.5, "must be an integer class label"),
         (3, "is class 3, but the output layer has 2 neurons"),
     ],
-    ids=["distribution-sum", "fractional-label", "label-range"],
+    ids=["distribution-sum", "negative", "fractional-label", "label-range"],
 )
 def test_cross_entropy_targets_must_fit(t, message):
     data = _worked(loss="cross_entropy", t=t)
@@ -193,3 +194,24 @@ def test_any_field_replaced_parses_or_raises(path, value):
         target = target[key]
     target[path[-1]] = value
     _parse_or_reject(data)
+
+
+def test_duplicate_json_key_is_rejected(tmp_path):
+    path = tmp_path / "net.json"
+    path.write_text('{"loss": "half_sse", "loss": "mse", "layers": []}')
+    with pytest.raises(ValidationError, match="the key 'loss' appears twice"):
+        jbp.read_network_file(path)
+
+
+def test_folder_instead_of_file(tmp_path):
+    with pytest.raises(ValidationError, match="is a folder; give the path"):
+        jbp.read_network_file(tmp_path)
+
+
+def test_shared_bias_name_without_bias():
+    data = json.loads(
+        resources.files("jbp").joinpath("networks", "worked_example.json").read_text()
+    )
+    del data["layers"][0]["bias"]
+    with pytest.raises(ValidationError, match="names a shared bias 'b1' but has no"):
+        parse_network(data)
