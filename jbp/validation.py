@@ -1,9 +1,10 @@
 """Checks at the API boundary, written once and shared by the library and the CLI.
 
-Shapes and dtypes are static under ``jax.jit``, so they are checked even while
-tracing. Checks on values (finiteness, label range) need concrete arrays and are
-skipped for tracers; inside the compiled loop, :func:`jbp.train` watches whether the
-loss and the parameters stay finite.
+Shapes, ranks and dtypes are asserted with chex, whose failures become one
+:class:`~jbp.errors.ValidationError` line each. They are static under ``jax.jit``,
+so they are checked even while tracing. Checks on values (finiteness, label range)
+need concrete arrays and are skipped for tracers; inside the compiled loop,
+:func:`jbp.train` watches whether the loss and the parameters stay finite.
 Every check raises :class:`~jbp.errors.ValidationError` naming the argument, the
 expected value and the actual one.
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +43,31 @@ def whole_number(value: Any, name: str) -> int:
         raise ValidationError(f"{name} must be a whole number, got {value!r}") from None
 
 
+def as_array(value: Any) -> jax.Array:
+    """Return ``value`` as a JAX array, without a copy if it already is one."""
+    return value if isinstance(value, jax.Array) else jnp.asarray(value)
+
+
+def cast(array: jax.Array, dtype: Any) -> jax.Array:
+    """Return ``array`` in ``dtype``, without an operation if it already is."""
+    return array if array.dtype == dtype else array.astype(dtype)
+
+
+def _passes(assertion: Callable[[], None]) -> bool:
+    """Whether a chex assertion holds."""
+    try:
+        assertion()
+    except AssertionError:
+        return False
+    return True
+
+
+def _chex(assertion: Callable[[], None], message: str) -> None:
+    """Run a chex assertion and turn its failure into one ValidationError line."""
+    if not _passes(assertion):
+        raise ValidationError(message)
+
+
 def describe(network: Network) -> str:
     """Name a network by its sizes, for messages: ``2-2-2``."""
     return "-".join(str(size) for size in network.sizes)
@@ -62,7 +90,7 @@ def as_float_array(
     Raises:
         ValidationError: for ragged lists, strings or complex numbers.
     """
-    if isinstance(value, jax.Array) and not _is_concrete(value):
+    if isinstance(value, jax.Array):
         array = value
     else:
         try:
@@ -124,26 +152,28 @@ def check_params(network: Network, params: Params) -> None:
             ("w", network.weight_shape(i)),
             ("b", network.bias_shape(i)),
         ):
-            actual = tuple(jnp.shape(getattr(layer, field)))
-            if actual != expected:
-                raise ValidationError(
-                    f"params[{i}].{field} has shape {actual}; network "
-                    f"{describe(network)} expects {expected} for layer {i}"
-                )
-            value = getattr(layer, field)
-            dtype = jnp.asarray(value).dtype
-            if not jnp.issubdtype(dtype, jnp.floating):
-                raise ValidationError(
-                    f"params[{i}].{field} has dtype {dtype}; parameters must be "
-                    "floating point (float32 or float64)"
-                )
-            check_finite(f"params[{i}].{field}", jnp.asarray(value))
+            value = as_array(getattr(layer, field))
+            _chex(
+                lambda value=value, expected=expected: chex.assert_shape(
+                    value, expected
+                ),
+                f"params[{i}].{field} has shape {tuple(value.shape)}; network "
+                f"{describe(network)} expects {expected}",
+            )
+            _chex(
+                lambda value=value: chex.assert_type(value, float),
+                f"params[{i}].{field} has dtype {value.dtype}; parameters must be "
+                "floating point (float32 or float64)",
+            )
+            check_finite(f"params[{i}].{field}", value)
 
 
 def check_inputs(network: Network, x: Any, name: str = "x") -> jax.Array:
     """Return ``x`` as a float array after checking its feature axis and values."""
     x = as_float_array(name, x)
-    if x.ndim == 0 or x.shape[-1] != network.in_size:
+    if x.ndim == 0 or not _passes(
+        lambda: chex.assert_axis_dimension(x, -1, network.in_size)
+    ):
         raise ValidationError(
             f"{name} has shape {tuple(x.shape)}; network {describe(network)} expects "
             f"(..., {network.in_size}) with {network.in_size} features on the last axis"
