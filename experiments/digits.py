@@ -2,7 +2,8 @@
 
 The data are the 1,797 8x8 images that ship inside scikit-learn (``load_digits``),
 so nothing is downloaded. Pixel values 0..16 are scaled to 0..1, and a stratified
-80/20 split, fixed by ``--split-seed``, holds out 359 images for testing (each class is rounded on its own).
+80/20 split, fixed by ``--split-seed``, holds out 359 images for testing, because
+each class is rounded on its own.
 
 ``--devices N`` splits every batch across N devices, ``--checkpoint-dir`` saves the
 state after every chunk of epochs, and ``--resume`` continues a saved run.
