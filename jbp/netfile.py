@@ -31,7 +31,7 @@ from jbp.activations import ACTIVATIONS
 from jbp.errors import ValidationError
 from jbp.losses import LOSSES
 from jbp.network import Dense, Network, Params
-from jbp.validation import check_loss_fits
+from jbp.validation import check_float_dtype, check_loss_fits
 
 WORKED_EXAMPLE = "worked_example.json"
 
@@ -80,7 +80,13 @@ class NetworkFile(NamedTuple):
     source: str
 
     def params(self, dtype: Any = jnp.float64) -> Params:
-        """The parameters as JAX arrays of ``dtype`` (float64 needs x64 enabled)."""
+        """Return the parameters as JAX arrays of ``dtype``.
+
+        Raises:
+            ValidationError: for float64 outside ``jax.enable_x64(True)``, where
+                JAX would silently give float32.
+        """
+        dtype = check_float_dtype(dtype)
         return tuple(
             Dense(w=jnp.asarray(w, dtype), b=jnp.asarray(b, dtype))
             for w, b in zip(self.weights, self.biases, strict=True)

@@ -14,10 +14,11 @@ divergence flag. Shuffles are keyed by the epoch index (see :mod:`jbp.data`), so
 training ``N`` epochs, saving the state and training ``N`` more gives the same bits
 as ``2N`` epochs in one call.
 
-Divergence: each step checks that its loss and its new parameters are finite. The
-first step that fails is not applied, so the parameters and optimiser state stay at
-their last finite values; the remaining steps of the chunk are skipped and training
-stops at the chunk boundary. :func:`fit` then raises :class:`DivergenceError`
+Divergence: each step checks that its loss and its new parameters are finite. A
+chunk in which a step fails is run again from its start with a guard, so the failed
+step is not applied and the parameters and optimiser state keep their last finite
+values. The remaining steps of the chunk are skipped, and training stops at the
+chunk boundary. :func:`fit` then raises :class:`DivergenceError`
 carrying the result, or returns it with ``on_divergence="return"``.
 
 Data parallelism: given a ``mesh`` from :func:`jbp.data_mesh`, :func:`fit` keeps

@@ -46,7 +46,7 @@ RULES = ("gradient", "layerwise")
 
 
 class TrainResult(NamedTuple):
-    """What :func:`train` returns.
+    """The result of :func:`train`.
 
     Attributes:
         params: the parameters after the last step, or the last finite ones if

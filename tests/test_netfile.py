@@ -215,3 +215,10 @@ def test_shared_bias_name_without_bias():
     del data["layers"][0]["bias"]
     with pytest.raises(ValidationError, match="names a shared bias 'b1' but has no"):
         parse_network(data)
+
+
+def test_float64_params_need_x64():
+    example = jbp.read_network_file()
+    with pytest.raises(ValidationError, match="float64 needs JAX's 64-bit mode"):
+        example.params()
+    assert example.params(np.float32)[0].w.dtype == np.float32
