@@ -95,7 +95,7 @@ ACTIVATIONS: dict[str, Activation] = {
         "out_i (delta_ij - out_j)",
     ),
 }
-"""Every activation jbp knows, by name."""
+"""Every activation jbp provides, by name."""
 
 
 def get_activation(name: str) -> Activation:

@@ -123,7 +123,7 @@ LOSSES: dict[str, Loss] = {
         "-sum_k [t_k log sigmoid(net_k) + (1 - t_k) log(1 - sigmoid(net_k))]",
     ),
 }
-"""Every loss jbp knows, by name."""
+"""Every loss jbp provides, by name."""
 
 
 def get_loss(name: str) -> Loss:

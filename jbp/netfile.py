@@ -437,7 +437,7 @@ def _targets(
         sums = t.sum(axis=-1)
         if (t < 0).any():
             raise ValidationError(
-                f"{where} holds the negative value {t.min():g}; cross_entropy needs "
+                f"{where} contains the negative value {t.min():g}; cross_entropy needs "
                 "probabilities (numbers >= 0 that sum to 1 for every example) or "
                 "integer class labels"
             )

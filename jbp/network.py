@@ -1,6 +1,6 @@
 """The network: a static description, immutable parameters and the forward pass.
 
-A :class:`Network` says what the network is (layer sizes, activations, bias layout,
+A :class:`Network` describes the network (layer sizes, activations, bias layout,
 which parameters train). It is hashable, so it can be a static argument of ``jax.jit``.
 The parameters live apart from it, as a tuple with one :class:`Dense` record per layer.
 

@@ -12,7 +12,7 @@ Two update rules are offered:
   (global-norm clipping) they use that layer's gradient alone.
 
 Frozen parameters are routed to ``optax.set_to_zero`` by ``optax.transforms.partition``,
-so they never move, and the wrapped optimiser never sees them.
+so they never move, and the wrapped optimiser never receives them.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def make_step(
 
 @functools.lru_cache(maxsize=64)
 def _state_structure(network, optimizer, params_structure):
-    """The tree structure of a fresh optimiser state, without computing one."""
+    """Return the tree structure of a fresh optimiser state, without computing one."""
     shapes = [
         jax.ShapeDtypeStruct(network.weight_shape(i), jnp.float32)
         if j == 0
@@ -169,7 +169,7 @@ def _state_structure(network, optimizer, params_structure):
 
 
 def all_finite(value: Array, tree: Any) -> Array:
-    """Whether ``value`` and every leaf of ``tree`` hold only finite numbers."""
+    """Return whether ``value`` and every leaf of ``tree`` are all finite."""
     leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack([jnp.isfinite(value), *leaves]))
 

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 
 MAX_STEPS = 100_000_000
-"""The most steps one call trains: the loss history keeps one number per step."""
+"""The maximum number of steps one call trains, because the loss history keeps one
+number per step."""
 
 
 def whole_number(value: Any, name: str) -> int:
@@ -54,7 +55,7 @@ def cast(array: jax.Array, dtype: Any) -> jax.Array:
 
 
 def _passes(assertion: Callable[[], None]) -> bool:
-    """Whether a chex assertion holds."""
+    """Return whether a chex assertion passes."""
     try:
         assertion()
     except AssertionError:
@@ -119,7 +120,7 @@ def as_float_array(
 
 
 def check_finite(name: str, array: jax.Array) -> None:
-    """Raise if a concrete ``array`` holds NaN or infinity, naming the first index."""
+    """Raise if a concrete ``array`` contains NaN or infinity, naming the index."""
     if not _is_concrete(array) or not jnp.issubdtype(array.dtype, jnp.floating):
         return
     bad = ~np.isfinite(np.asarray(array))
@@ -180,7 +181,7 @@ def check_inputs(network: Network, x: Any, name: str = "x") -> jax.Array:
         )
     if x.size == 0:
         raise ValidationError(
-            f"{name} has shape {tuple(x.shape)}, which holds no examples; give at "
+            f"{name} has shape {tuple(x.shape)}, which contains no examples; give at "
             "least one"
         )
     check_finite(name, x)
@@ -200,15 +201,15 @@ def check_targets(
     if jnp.issubdtype(raw.dtype, jnp.integer) and loss.integer_targets:
         if tuple(raw.shape) != batch_shape:
             raise ValidationError(
-                f"{name} holds integer class labels of shape {tuple(raw.shape)}; "
+                f"{name} contains integer class labels of shape {tuple(raw.shape)}; "
                 f"expected one label per example, shape {batch_shape}"
             )
         if _is_concrete(raw) and raw.size:
             low, high = int(raw.min()), int(raw.max())
             if low < 0 or high >= network.out_size:
                 raise ValidationError(
-                    f"{name} holds labels from {low} to {high}, but the output layer "
-                    f"has {network.out_size} neurons: labels must lie in "
+                    f"{name} contains labels from {low} to {high}, but the output "
+                    f"layer has {network.out_size} neurons: labels must lie in "
                     f"0..{network.out_size - 1}"
                 )
         return raw
@@ -237,7 +238,7 @@ def _check_target_range(loss: Loss, t: jax.Array, name: str) -> None:
     if low < 0 or (loss.name == "binary_cross_entropy" and high > 1):
         bound = "between 0 and 1" if loss.name == "binary_cross_entropy" else ">= 0"
         raise ValidationError(
-            f"{name} holds values from {low} to {high}; loss {loss.name!r} needs "
+            f"{name} contains values from {low} to {high}; loss {loss.name!r} needs "
             f"probabilities {bound}"
         )
     if loss.name == "cross_entropy":

@@ -85,13 +85,13 @@ class Candidate(NamedTuple):
 
 
 def rounds_to(printed: str, value: float) -> bool:
-    """Whether ``value`` rounded to the decimals of ``printed`` gives ``printed``."""
+    """Check whether ``value``, rounded to the decimals of ``printed``, equals it."""
     decimals = len(printed.split(".")[1]) if "." in printed else 0
     return abs(value - float(printed)) <= 0.5 * 10.0**-decimals * (1 + 1e-9)
 
 
 def misprint_of(printed: str, value: float) -> bool:
-    """Whether ``printed`` has the digits of ``value`` with the decimal point moved.
+    """Check whether ``printed`` is ``value`` with its decimal point moved.
 
     The significant digits of both are compared after dropping trailing zeros, with
     ``value`` rounded to as many significant digits as the figure shows.
@@ -115,8 +115,8 @@ def _final_values(network, params, x, t, steps, rule):
     }
 
 
-def _rule_values(rule: str, steps: int) -> dict[str, float | list[Candidate]]:
-    """Every quantity under ``rule``: a float, or candidates with the value first."""
+def _rule_values(rule: str, steps: int) -> dict[str, float]:
+    """Compute every quantity under ``rule`` as a float, keyed by its label."""
     example = read_network_file()
     network, x, t = example.network, example.x, example.t
     params = example.params(np.float64)

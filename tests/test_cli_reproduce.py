@@ -36,7 +36,9 @@ def test_json_rows_have_documented_keys(capsys):
 def test_table_has_columns_and_notes(capsys):
     assert main(["reproduce", "--rule", "layerwise"]) == 0
     out = capsys.readouterr().out
-    assert "quantity" in out and "document" in out and "verdict" in out
+    assert "quantity" in out
+    assert "document" in out
+    assert "verdict" in out
     assert "E after one step" in out
     assert "[1] " in out
 

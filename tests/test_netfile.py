@@ -117,7 +117,7 @@ def test_bad_fields_raise_one_line(change, message):
     ("t", "message"),
     [
         ([0.5, 0.4], "probability distributions"),
-        ([-0.5, 1.5], "holds the negative value -0.5"),
+        ([-0.5, 1.5], "contains the negative value -0.5"),
         (2.5, "must be an integer class label"),
         (3, "is class 3, but the output layer has 2 neurons"),
     ],

@@ -178,7 +178,8 @@ def test_interrupted_run_resumes_to_the_same_parameters(digits, tmp_path):
     assert len(lines) == 1, stderr
     assert lines[0].startswith("digits.py: interrupted; saved the state after epoch ")
     saved = pathlib.Path(lines[0].split(" in ", 1)[1].split(";", 1)[0])
-    assert saved.parent == interrupted and saved.is_dir()
+    assert saved.parent == interrupted
+    assert saved.is_dir()
     steps = jbp.checkpoint_steps(interrupted)
     assert steps[-1] == int(saved.name) < 20 * 45
 

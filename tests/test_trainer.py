@@ -358,7 +358,7 @@ def classifier():
     ("change", "message"),
     [
         ({"batch_size": 7}, "batch_size is 7 but the data has only 6 examples; use a"),
-        ({"t": np.array([0, 1, 3, 0, 1, 2])}, r"t holds labels from 0 to 3.*0\.\.2"),
+        ({"t": np.array([0, 1, 3, 0, 1, 2])}, r"t contains labels from 0 to 3.*0\.\.2"),
         ({"x": np.ones((6, 5))}, r"x has shape \(6, 5\); network 4-5-3 expects"),
         ({"x": np.full((6, 4), np.nan)}, r"x\[0, 0\] is nan; .*remove or replace"),
         ({"x": np.ones((2, 3, 4))}, "fit expects one example per row"),
@@ -368,7 +368,7 @@ def classifier():
         ({"eval_data": np.ones((2, 4))}, "eval_data must be a pair"),
         (
             {"eval_data": (np.ones((2, 4)), np.array([0, 9]))},
-            "eval_data t holds labels from 0 to 9",
+            "eval_data t contains labels from 0 to 9",
         ),
         ({"on_divergence": "ignore"}, "on_divergence must be 'raise' or 'return'"),
         ({"optimizer": optax.adam(0.1)}, "state.opt_state does not match"),

@@ -73,7 +73,7 @@ def test_network_accepts_numpy_integers_and_bools():
             jnp.ones((4, 3)),
             r"x has shape \(4, 3\); network 2-3-2 expects \(\.\.\., 2\)",
         ),
-        (jnp.ones((0, 2)), r"x has shape \(0, 2\), which holds no examples"),
+        (jnp.ones((0, 2)), r"x has shape \(0, 2\), which contains no examples"),
         ([[1.0, 2.0], [3.0]], r"x must be a rectangular array of numbers"),
         ("abc", r"x must be a rectangular array of numbers, got str"),
         (jnp.array([[1.0, jnp.nan]] * 4), r"x\[0, 1\] is nan; every value must be"),
